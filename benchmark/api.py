@@ -1,0 +1,295 @@
+"""Contracts every plug-in meets: DiffusionModel, UnlearningMethod, Attack, Metric, Judge.
+
+A method, metric or attack only ever sees these types, so a new model family (a text-conditioned
+UNet, Stable Diffusion) plugs in by writing one more ``DiffusionModel`` wrapper.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+ParamSubset = Literal["all", "xattn", "noxattn"]
+Track = Literal["class", "text"]
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+"""progress(step, total, stats): called by long loops; stats are scalars for the progress bar."""
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Images in [-1, 1] (N×C×H×W float) with their integer class labels (N, long)."""
+
+    x: Tensor
+    y: Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise ValueError(f"LabeledImages wants x N×C×H×W and y N, got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def where(self, mask: Tensor) -> LabeledImages:
+        return LabeledImages(self.x[mask], self.y[mask])
+
+
+class DiffusionModel(abc.ABC):
+    """What every method, metric and attack sees: a thin wrapper over diffusers components.
+
+    ``cond`` below is whatever ``encode`` returns (class embeddings for a class-conditional UNet,
+    text-encoder states for a text-conditioned one); it is differentiable, so attacks can optimise it.
+    """
+
+    capabilities: frozenset[str] = frozenset()
+    num_train_timesteps: int = 1000
+
+    @abc.abstractmethod
+    def encode(self, conditions: Any) -> Tensor:
+        """Class ids or prompts → conditioning tensor."""
+
+    @abc.abstractmethod
+    def null_condition(self, n: int) -> Tensor:
+        """Conditioning of the unconditional branch (classifier-free guidance), repeated n times."""
+
+    @abc.abstractmethod
+    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """Noise prediction ε_θ(x_t, t, cond), differentiable, float32 output."""
+
+    @abc.abstractmethod
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """x_t = √ᾱ_t x0 + √(1−ᾱ_t) noise."""
+
+    @abc.abstractmethod
+    def alphas_cumprod(self) -> Tensor:
+        """ᾱ_t for t = 0..T−1 (float32, on the model's device)."""
+
+    def loss(
+        self,
+        x0: Tensor,
+        cond: Tensor,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Per-sample denoising loss ‖ε − ε_θ(x_t, t, cond)‖² (mean over pixels), shape (N,)."""
+        n = x0.shape[0]
+        if t is None:
+            t = torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device="cpu").to(x0.device)
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+        pred = self.eps(self.add_noise(x0, noise, t), t, cond)
+        return (pred - noise).pow(2).flatten(1).mean(1)
+
+    @abc.abstractmethod
+    def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256) -> Tensor:
+        """Deterministic (seeded) samples in [-1, 1] for each condition, with classifier-free guidance."""
+
+    @abc.abstractmethod
+    def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
+        """Trainable parameters; ``xattn`` / ``noxattn`` select (non-)cross-attention weights."""
+
+    @abc.abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """The torch modules that make up the model (for train()/eval(), state dicts, EMA)."""
+
+    @abc.abstractmethod
+    def clone(self) -> DiffusionModel:
+        """A deep copy that shares nothing with this model."""
+
+    @abc.abstractmethod
+    def to(self, device: str | torch.device) -> DiffusionModel: ...
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> torch.device: ...
+
+    @abc.abstractmethod
+    def save_pretrained(self, path: str | Path) -> None:
+        """Save in diffusers format (config + safetensors)."""
+
+    def fingerprint(self) -> str:
+        """sha256 over every weight (sorted names, float32 bytes): two models with equal weights agree."""
+        from benchmark.models.fingerprint import fingerprint_modules
+
+        return fingerprint_modules(self.modules())
+
+    def train(self, mode: bool = True) -> DiffusionModel:
+        for m in self.modules().values():
+            m.train(mode)
+        return self
+
+    def eval(self) -> DiffusionModel:
+        return self.train(False)
+
+    def requires_grad_(self, flag: bool) -> DiffusionModel:
+        for m in self.modules().values():
+            m.requires_grad_(flag)
+        return self
+
+
+@dataclass
+class UnlearnRequest:
+    """Everything an unlearning method is given.
+
+    ``forget_target`` is the class id to forget on the class track (prompts on the text track);
+    ``remap_targets`` the conditions a method may remap it to (the other classes, or remap prompts).
+    ``max_steps`` caps the method's optimiser steps whatever its config says.
+    """
+
+    forget: LabeledImages
+    retain: LabeledImages
+    forget_target: int | Sequence[str]
+    remap_targets: Sequence[int] | Sequence[str]
+    num_classes: int
+    seed: int = 0
+    device: str = "cpu"
+    max_steps: int | None = None
+    progress: ProgressFn | None = None
+    scenario: str = ""
+
+
+@dataclass
+class UnlearnOutcome:
+    """What a method returns: the unlearned model plus what it cost and what it logged."""
+
+    model: DiffusionModel
+    steps: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class UnlearningMethod(abc.ABC):
+    """Base of every unlearning method adapter.
+
+    Subclasses define a ``Config`` dataclass whose defaults are the paper's, a ``paper`` citation and
+    ``supports`` (tracks). ``unlearn`` must not mutate its input model and must be deterministic under
+    ``request.seed``.
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    supports: ClassVar[frozenset[str]] = frozenset({"class"})
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, config: Any | None = None, **overrides: Any):
+        base = config if config is not None else self.Config()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+
+    @classmethod
+    def make_config(cls, values: dict[str, Any] | None = None) -> Any:
+        """Build a Config from a mapping, refusing unknown keys with the known ones listed."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no config option(s) {unknown}; known: {sorted(known)}")
+        return cls.Config(**values)
+
+    def check_track(self, track: str) -> None:
+        if track not in self.supports:
+            raise ValueError(f"method {self.name or type(self).__name__!r} does not support the {track} track "
+                             f"(supports: {', '.join(sorted(self.supports))})")
+
+    @abc.abstractmethod
+    def unlearn(self, model: DiffusionModel, request: UnlearnRequest) -> UnlearnOutcome: ...
+
+
+@dataclass
+class MetricValue:
+    """One reported number: what it is, how many items it is over, and its 95% CI where it has one."""
+
+    name: str
+    value: float
+    n: int
+    higher_is_better: bool | None
+    ci: tuple[float, float] | None = None
+    protocol: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["ci"] = list(self.ci) if self.ci is not None else None
+        return d
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Declared by a Metric for each value it produces, so tables never guess direction."""
+
+    key: str
+    label: str
+    higher_is_better: bool | None
+    aggregation: str = "mean"
+
+
+class Judge(abc.ABC):
+    """A pinned classifier or detector; its weights' sha256 goes into every result."""
+
+    name: ClassVar[str] = ""
+
+    @property
+    @abc.abstractmethod
+    def sha256(self) -> str: ...
+
+    @abc.abstractmethod
+    def predict_proba(self, x: Tensor) -> Tensor:
+        """Class probabilities for images in [-1, 1]."""
+
+
+@dataclass
+class EvalContext:
+    """What metrics see: the samples drawn from the model under test plus the scenario's references."""
+
+    scenario: Any
+    tier: str
+    samples: LabeledImages
+    forget_class: int
+    judge: Judge
+    reference: LabeledImages
+    device: str = "cpu"
+    cache_dir: Path | None = None
+
+
+class Metric(abc.ABC):
+    """A family of values computed from one EvalContext (e.g. FID + KID from one feature pass)."""
+
+    provides: ClassVar[tuple[MetricSpec, ...]] = ()
+
+    @abc.abstractmethod
+    def compute(self, ctx: EvalContext) -> list[MetricValue]: ...
+
+
+@dataclass
+class AttackResult:
+    status: Literal["ok", "skipped", "failed"]
+    values: dict[str, MetricValue] = field(default_factory=dict)
+    reason: str = ""
+    per_item: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Attack(abc.ABC):
+    """An audit attack on a (possibly unlearned) model; see shared/specs/attacks.md."""
+
+    family: ClassVar[str] = ""
+    threat_model: ClassVar[str] = ""
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def missing_capabilities(self, model: DiffusionModel) -> set[str]:
+        return set(self.requires) - set(model.capabilities)
+
+    @abc.abstractmethod
+    def run(self, model: DiffusionModel, context: Any) -> AttackResult: ...
+
+
+def iter_batches(n: int, batch_size: int) -> Iterable[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))

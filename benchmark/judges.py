@@ -1,0 +1,98 @@
+"""Judges: pinned classifiers that say what a generated image shows.
+
+The class-track judge is a small CNN trained by the project on the member split of MNIST-5k
+(recipe ``mnist-judge`` in ``benchmark.zoo.recipes``). Its penultimate layer is also the offline FID
+feature space (``FID[mnist-judge]``). Every result records the sha256 of the judge's weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from benchmark.api import Judge
+from benchmark.models.fingerprint import verify_sha256
+
+
+class DigitCNN(nn.Module):
+    """Two conv blocks (16→8→4 px) and a ``feature_dim`` penultimate layer."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, feature_dim: int = 64, in_channels: int = 1,
+                 image_size: int = 16):
+        super().__init__()
+        self.config = dict(num_classes=num_classes, width=width, feature_dim=feature_dim,
+                           in_channels=in_channels, image_size=image_size)
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(2 * w * (image_size // 4) ** 2, feature_dim), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations (N × feature_dim) for images in [−1, 1]."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+def load_digit_cnn(weights: str | Path, sha256: str | None = None) -> tuple[DigitCNN, str]:
+    """Load a judge saved as ``model.safetensors`` + ``config.json`` in one folder; verify the sha256."""
+    weights = Path(weights)
+    digest = verify_sha256(weights, sha256)
+    config: dict[str, Any] = json.loads((weights.parent / "config.json").read_text())
+    net = DigitCNN(**config)
+    net.load_state_dict(load_file(weights))
+    net.eval().requires_grad_(False)
+    return net, digest
+
+
+class ClassifierJudge(Judge):
+    """Wraps a ``DigitCNN``: probabilities, predictions and penultimate features, batched, no grad."""
+
+    name = "classifier"
+
+    def __init__(self, net: DigitCNN, sha256: str, label: str = "mnist-judge", device: str = "cpu"):
+        self.net = net.to(device).eval()
+        self._sha256 = sha256
+        self.label = label
+        self.device = torch.device(device)
+        self.weights_path: Path | None = None
+
+    @classmethod
+    def from_file(cls, weights: str | Path, sha256: str | None = None, label: str = "mnist-judge",
+                  device: str = "cpu") -> ClassifierJudge:
+        net, digest = load_digit_cnn(weights, sha256)
+        judge = cls(net, digest, label, device)
+        judge.weights_path = Path(weights)
+        return judge
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.net.config["num_classes"])
+
+    @torch.no_grad()
+    def _batched(self, fn: Any, x: Tensor, batch_size: int = 1024) -> Tensor:
+        out = [fn(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.empty(0)
+
+    def predict_proba(self, x: Tensor) -> Tensor:
+        return self._batched(lambda b: F.softmax(self.net(b), dim=1), x)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self._batched(self.net.features, x)

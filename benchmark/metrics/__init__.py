@@ -1,0 +1,1 @@
+"""Utility and forgetting metrics; each family is registered in ``benchmark.registry.METRICS``."""

@@ -1,0 +1,49 @@
+"""Classifier metrics on the class track, judged on CFG samples (see shared/specs/metrics.md).
+
+- forget accuracy: share of forget-class samples the judge calls the forget class (UA = 1 − it)
+- P(forgotten): mean judge probability of the forget class on forget-class samples
+- entropy: mean judge prediction entropy (nats) on forget-class samples
+- retain accuracy: share of retained-class samples judged as their requested class (mean, and per class)
+All with n and a 95% bootstrap CI over samples.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.api import EvalContext, Metric, MetricSpec, MetricValue
+from benchmark.metrics.stats import bootstrap_ci
+
+
+class ClassifierMetrics(Metric):
+    provides = (
+        MetricSpec("forget_accuracy", "forget acc", higher_is_better=False),
+        MetricSpec("p_forgotten", "P(forgotten)", higher_is_better=False),
+        MetricSpec("forget_entropy", "entropy", higher_is_better=None),
+        MetricSpec("retain_accuracy", "retain acc", higher_is_better=True),
+    )
+
+    def compute(self, ctx: EvalContext) -> list[MetricValue]:
+        judge, fc = ctx.judge, ctx.forget_class
+        probs = judge.predict_proba(ctx.samples.x)
+        pred = probs.argmax(1)
+        y = ctx.samples.y
+        is_f = y == fc
+        proto = f"judge {getattr(judge, 'label', judge.name)} sha256:{judge.sha256[:12]} on CFG samples"
+        out: list[MetricValue] = []
+
+        def add(key: str, per_item: torch.Tensor, hib: bool | None, what: str, **extra: object) -> None:
+            v = per_item.double().numpy()
+            out.append(MetricValue(key, float(v.mean()) if len(v) else float("nan"), len(v), hib,
+                                   bootstrap_ci(v), f"{what}; {proto}", dict(extra)))
+
+        pf = probs[is_f]
+        add("forget_accuracy", (pred[is_f] == fc).float(), False, f"share of class-{fc} samples judged {fc}")
+        add("p_forgotten", pf[:, fc], False, f"mean judge P(class {fc}) on class-{fc} samples")
+        entropy = -(pf.clamp_min(1e-12).log() * pf).sum(1)
+        add("forget_entropy", entropy, None, f"mean prediction entropy (nats) on class-{fc} samples")
+        keep = ~is_f
+        per_class = {int(c): float((pred[y == c] == c).float().mean()) for c in torch.unique(y[keep]).tolist()}
+        add("retain_accuracy", (pred[keep] == y[keep]).float(), True,
+            "share of retained-class samples judged as requested", per_class=per_class)
+        return out

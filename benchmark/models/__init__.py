@@ -1,0 +1,1 @@
+"""DiffusionModel wrappers over diffusers components, fingerprints and hash-checked loading."""

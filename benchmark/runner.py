@@ -1,0 +1,204 @@
+"""The one loop: scenario → method → unlearned model → samples → metrics → record.
+
+``plan`` validates every input (scenario, tier, forget class, method names and their configs)
+before anything is computed, so bad input fails in a second with one clear line. ``execute`` then
+runs each cell, writes its record atomically, and skips cells whose record already exists with the
+same scenario hash and resolved config (so an interrupted run resumes; ``force`` recomputes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark import UnlearnbenchError
+from benchmark.registry import METHODS, METRICS
+from benchmark.results import environment, new_record, record_filename, write_record
+from benchmark.scenarios import Scenario, load_scenario
+
+
+@dataclass
+class MethodCell:
+    name: str
+    cls: type
+    config: Any
+
+
+@dataclass
+class RunPlan:
+    scenario: Scenario
+    tier: str
+    forget_class: int
+    seed: int
+    device: str
+    out_dir: Path
+    cells: list[MethodCell] = field(default_factory=list)
+
+
+def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget_class: int | None = None,
+         tier: str = "quick", seed: int = 0, device: str = "cpu", out_dir: str | Path = "results") -> RunPlan:
+    from benchmark.data.mnist import check_class
+
+    sc = load_scenario(scenario)
+    sc.tier(tier)
+    fc = check_class(sc.forget_class if forget_class is None else forget_class, sc.num_classes)
+    _check_device(device)
+    if seed < 0:
+        raise UnlearnbenchError(f"seed must be a non-negative integer, got {seed}")
+    names = list(methods) if methods else list(sc.default_methods)
+    if not names:
+        raise UnlearnbenchError("no methods to run: pass --methods or set default_methods in the scenario card")
+    if len(set(names)) != len(names):
+        raise UnlearnbenchError(f"duplicate method names in {names}")
+    run = RunPlan(sc, tier, fc, seed, device, Path(out_dir))
+    for name in names:
+        cls = METHODS.get(name)
+        try:
+            config = cls.make_config(sc.method_config(tier, name)) if hasattr(cls, "make_config") else None
+            cls(config).check_track(sc.track)
+        except (TypeError, ValueError) as exc:
+            raise UnlearnbenchError(f"method {name!r}: {exc}") from exc
+        run.cells.append(MethodCell(name, cls, config))
+    for metric in sc.metrics:
+        METRICS.get(metric)
+    return run
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UnlearnbenchError(f"--device {device}: CUDA is not available on this machine")
+        return
+    raise UnlearnbenchError(f"unknown device {device!r}: use cpu or cuda[:N]")
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+
+
+def _existing(path: Path, sc: Scenario, cell: MethodCell) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (rec.get("scenario", {}).get("config_hash") == sc.config_hash
+            and rec.get("method", {}).get("config") == json.loads(json.dumps(_config_dict(cell.config))))
+
+
+class _Bar:
+    """A tqdm bar fed by a method's progress(step, total, stats) callback."""
+
+    def __init__(self, desc: str, enabled: bool):
+        self.desc, self.enabled, self.bar = desc, enabled, None
+
+    def __call__(self, step: int, total: int, stats: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, leave=False, unit="step")
+        self.bar.update(step - self.bar.n)
+        if step % 10 == 0 or step == total:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in list(stats.items())[:4]}, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=print) -> list[Path]:
+    import torch
+
+    from benchmark import zoo
+    from benchmark.api import EvalContext, UnlearnRequest
+    from benchmark.data.mnist import mnist_splits
+    from benchmark.sampling import SampleSpec, sample_classes
+
+    sc, tier = run.scenario, run.scenario.tier(run.tier)
+    models = sc.models
+    splits = mnist_splits(int(sc.data.get("split_seed", 0)), int(sc.data.get("members_per_class", 400)))
+    base = zoo.load_unet(models["base"]["zoo"], models["base"].get("sha256")).to(run.device)
+    base_fp = base.fingerprint()
+    judge = zoo.load_judge(models["judge"]["zoo"], models["judge"].get("sha256"), device=run.device)
+    forget, retain = splits.forget_retain(run.forget_class)
+    spec = SampleSpec(tuple(range(sc.num_classes)), tier.samples_per_class, tier.ddim_steps, sc.guidance, run.seed)
+    cache = zoo.cache_dir()
+    written = []
+    for cell in run.cells:
+        path = run.out_dir / record_filename(sc.name, run.forget_class, cell.name, run.seed, run.tier)
+        if not force and _existing(path, sc, cell):
+            log(f"[{cell.name}] record exists, skipped (use --force to recompute): {path}")
+            written.append(path)
+            continue
+        method = cell.cls(cell.config)
+        bar = _Bar(f"unlearn {cell.name}", show_progress)
+        request = UnlearnRequest(
+            forget=forget, retain=retain, forget_target=run.forget_class,
+            remap_targets=[c for c in range(sc.num_classes) if c != run.forget_class],
+            num_classes=sc.num_classes, seed=run.seed, device=run.device, progress=bar, scenario=sc.name)
+        if run.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        timings: dict[str, float] = {}
+        t0 = time.time()
+        try:
+            outcome = method.unlearn(base, request)
+        finally:
+            bar.close()
+        timings["unlearn"] = time.time() - t0
+        model = outcome.model.to(run.device).eval()
+        fp = model.fingerprint()
+        t0 = time.time()
+        samples = sample_classes(model, spec, cache_dir=cache, show_progress=show_progress,
+                                 desc=f"sample {cell.name}", fingerprint=fp)
+        timings["sampling"] = time.time() - t0
+        t0 = time.time()
+        ctx = EvalContext(scenario=sc, tier=run.tier, samples=samples, forget_class=run.forget_class, judge=judge,
+                          reference=splits.heldout, device=run.device, cache_dir=cache)
+        values = {}
+        for metric_name in sc.metrics:
+            for v in METRICS.get(metric_name)().compute(ctx):
+                values[v.name] = v.to_dict()
+        timings["metrics"] = time.time() - t0
+        peak = (torch.cuda.max_memory_allocated() / 2**20 if run.device.startswith("cuda")
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        record = new_record(
+            scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,
+                      "tier": run.tier, "forget_class": run.forget_class, "samples_per_class": tier.samples_per_class,
+                      "ddim_steps": tier.ddim_steps, "guidance": sc.guidance,
+                      "guidance_convention": "(1+w)·eps_c − w·eps_u"},
+            seed=run.seed,
+            method={"name": cell.name, "class": f"{cell.cls.__module__}:{cell.cls.__qualname__}",
+                    "origin": METHODS.origin(cell.name), "paper": getattr(cell.cls, "paper", ""),
+                    "config": _config_dict(cell.config)},
+            model={"base_fingerprint": base_fp, "fingerprint": fp, "changed": fp != base_fp},
+            compute={"steps": outcome.steps, "unlearn_seconds": round(timings["unlearn"], 3), "device": run.device,
+                     "peak_memory_mb": round(peak, 1),
+                     "peak_memory_scope": "cuda max allocated" if run.device.startswith("cuda") else "process max RSS"},
+            timings={k: round(v, 3) for k, v in timings.items()},
+            judges={judge.label: judge.sha256},
+            metrics=values,
+            method_stats=outcome.stats,
+            attacks={},
+            environment=environment(run.device),
+        )
+        write_record(record, path)
+        written.append(path)
+        fa, fid = values.get("forget_accuracy", {}), values.get("fid", {})
+        log(f"[{cell.name}] forget acc {fa.get('value', float('nan')):.3f} (n={fa.get('n')}), "
+            f"FID[{judge.label}] {fid.get('value', float('nan')):.2f} (n={fid.get('n')}), "
+            f"unlearn {timings['unlearn']:.1f}s, sample {timings['sampling']:.1f}s → {path}")
+        sys.stdout.flush()
+    return written

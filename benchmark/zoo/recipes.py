@@ -1,0 +1,169 @@
+"""Recipes that train the shipped reference weights, deterministic on CPU under their seed.
+
+``unlearnbench zoo train NAME`` runs one. The shipped files in ``benchmark/zoo/`` were produced by
+exactly these recipes (their sha256 is recorded in the scenario card); bit-identical rebuilds need
+the same torch build and thread count, since float reductions on CPU depend on both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from benchmark.api import LabeledImages
+from benchmark.data.mnist import NUM_CLASSES, mnist_splits
+from benchmark.judges import DigitCNN
+from benchmark.models.class_unet import ClassConditionalUNet, default_scheduler_config, tiny_unet_config
+
+
+def recipe_hash(recipe: object) -> str:
+    blob = json.dumps(dataclasses.asdict(recipe), sort_keys=True).encode()  # type: ignore[call-overload]
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class JudgeRecipe:
+    """Digit classifier on the member split; evaluated on the held-out split."""
+
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    width: int = 32
+    feature_dim: int = 64
+    max_rotation_deg: float = 12.0
+    max_shift: float = 0.12
+    seed: int = 0
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class UNetRecipe:
+    """Class-conditional DDPM on the member split (minus ``exclude_class`` for a retrained oracle)."""
+
+    exclude_class: int | None = None
+    steps: int = 15000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    cond_drop_prob: float = 0.1
+    grad_clip: float = 1.0
+    block_out_channels: tuple[int, ...] = (16, 32, 64)
+    seed: int = 0
+    split_seed: int = 0
+    scheduler: dict = field(default_factory=default_scheduler_config)
+
+
+def _augment(x: torch.Tensor, recipe: JudgeRecipe, gen: torch.Generator) -> torch.Tensor:
+    n = len(x)
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(recipe.max_rotation_deg)
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * recipe.max_shift * 2  # grid units span 2
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
+
+
+def train_judge(recipe: JudgeRecipe = JudgeRecipe(), show_progress: bool = True) -> tuple[DigitCNN, dict]:
+    """Train the judge; returns the net and {'heldout_accuracy': ..., 'n': ...}."""
+    torch.manual_seed(recipe.seed)
+    splits = mnist_splits(recipe.split_seed)
+    net = DigitCNN(NUM_CLASSES, recipe.width, recipe.feature_dim)
+    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    steps_per_epoch = math.ceil(len(splits.members) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    x, y = splits.members.x, splits.members.y
+    bar = tqdm(range(recipe.epochs), desc="train judge", disable=not show_progress)
+    for _ in bar:
+        net.train()
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), recipe.batch_size):
+            idx = perm[i:i + recipe.batch_size]
+            loss = F.cross_entropy(net(_augment(x[idx], recipe, gen)), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        acc = judge_accuracy(net, splits.heldout)
+        bar.set_postfix(loss=f"{loss.item():.3f}", heldout_acc=f"{acc:.4f}")
+    net.eval()
+    return net, {"heldout_accuracy": judge_accuracy(net, splits.heldout), "n": len(splits.heldout)}
+
+
+@torch.no_grad()
+def judge_accuracy(net: DigitCNN, data: LabeledImages) -> float:
+    was = net.training
+    net.eval()
+    acc = (net(data.x).argmax(1) == data.y).float().mean().item()
+    net.train(was)
+    return acc
+
+
+def unet_training_data(recipe: UNetRecipe) -> LabeledImages:
+    members = mnist_splits(recipe.split_seed).members
+    if recipe.exclude_class is None:
+        return members
+    return members.where(members.y != recipe.exclude_class)
+
+
+def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
+               on_checkpoint: Callable[[int, ClassConditionalUNet], None] | None = None,
+               checkpoint_every: int = 0, data: LabeledImages | None = None,
+               init: ClassConditionalUNet | None = None) -> ClassConditionalUNet:
+    """Train a class-conditional DDPM with label dropout (null class) and EMA; return the EMA model.
+
+    ``data`` and ``init`` let the retrain oracle reuse this exact loop for another model's
+    architecture and retain set (same recipe as the base model, fresh weights).
+    """
+    from diffusers.training_utils import EMAModel
+
+    torch.manual_seed(recipe.seed)
+    if init is None:
+        model = ClassConditionalUNet.from_config(tiny_unet_config(recipe.block_out_channels, NUM_CLASSES),
+                                                 dict(recipe.scheduler), seed=recipe.seed)
+    else:
+        model = init
+    data = unet_training_data(recipe) if data is None else data
+    model.train()
+    params = model.parameters()
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
+    warm = max(1, recipe.warmup_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / recipe.steps))))
+    ema = EMAModel(params, decay=recipe.ema_decay)
+    gen = torch.Generator().manual_seed(recipe.seed + 1)
+    order = torch.randperm(len(data), generator=gen)
+    pos = 0
+    bar = tqdm(range(recipe.steps), desc="train unet", disable=not show_progress, mininterval=2)
+    for step in bar:
+        if pos + recipe.batch_size > len(order):
+            order, pos = torch.randperm(len(data), generator=gen), 0
+        idx = order[pos:pos + recipe.batch_size]
+        pos += recipe.batch_size
+        x0 = data.x[idx].to(model.device)
+        y = data.y[idx].clone()
+        y[torch.rand(len(y), generator=gen) < recipe.cond_drop_prob] = model.null_class
+        loss = model.loss(x0, model.encode(y), generator=gen).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+        opt.step()
+        sched.step()
+        ema.step(params)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if on_checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
+            snap = model.clone()
+            ema.copy_to(snap.parameters())
+            on_checkpoint(step + 1, snap)
+    ema.copy_to(params)
+    return model.eval()

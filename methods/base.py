@@ -1,0 +1,138 @@
+"""The fine-tuning loop every gradient-based method shares; a method writes only its loss.
+
+``FineTuningMethod.unlearn`` clones the input model (never mutating it), draws seeded minibatches
+from D_f and D_r, and runs Adam with optional gradient clipping and EMA, reporting progress.
+A subclass implements ``loss`` (OpenUnlearning's "implement, register, configure"); one that must
+combine several gradients (EraseDiff) overrides ``compute_gradients`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from benchmark.api import (
+    DiffusionModel,
+    LabeledImages,
+    ParamSubset,
+    UnlearningMethod,
+    UnlearnOutcome,
+    UnlearnRequest,
+)
+
+
+@dataclass
+class Batch:
+    forget: LabeledImages
+    retain: LabeledImages
+
+
+class BatchStream:
+    """Endless seeded minibatches from one set: a fresh permutation per epoch, last partial batch dropped."""
+
+    def __init__(self, data: LabeledImages, batch_size: int, gen: torch.Generator):
+        if len(data) == 0:
+            raise ValueError("cannot draw batches from an empty set")
+        self.data, self.batch_size, self.gen = data, min(batch_size, len(data)), gen
+        self._order, self._pos = torch.randperm(len(data), generator=gen), 0
+
+    def next(self, device: torch.device) -> LabeledImages:
+        if self._pos + self.batch_size > len(self._order):
+            self._order, self._pos = torch.randperm(len(self.data), generator=self.gen), 0
+        idx = self._order[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return LabeledImages(self.data.x[idx].to(device), self.data.y[idx].to(device))
+
+
+@dataclass
+class FineTuneConfig:
+    """Shared knobs; a method's Config subclasses this and sets the paper's defaults."""
+
+    steps: int = 100
+    batch_size: int = 128
+    lr: float = 1e-4
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    params: ParamSubset = "all"
+
+
+def track_of(model: DiffusionModel) -> str:
+    return "text" if "text_cond" in model.capabilities else "class"
+
+
+class FineTuningMethod(UnlearningMethod):
+    Config = FineTuneConfig
+    config: FineTuneConfig
+
+    # -- what a subclass writes -----------------------------------------------------------------
+    def loss(self, model: DiffusionModel, batch: Batch, state: dict[str, Any],
+             gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """Scalar loss to minimise, plus scalars to log."""
+        raise NotImplementedError(f"{type(self).__name__} must implement loss() or compute_gradients()")
+
+    def setup(self, model: DiffusionModel, request: UnlearnRequest, gen: torch.Generator) -> dict[str, Any]:
+        """Anything computed once before the loop (frozen copies, masks); returned as ``state``."""
+        return {}
+
+    def compute_gradients(self, model: DiffusionModel, params: list[torch.nn.Parameter], batch: Batch,
+                          state: dict[str, Any], gen: torch.Generator) -> dict[str, float]:
+        """Fill ``p.grad`` for every trainable parameter; return scalars to log."""
+        loss, logs = self.loss(model, batch, state, gen)
+        loss.backward()
+        return {"loss": float(loss.detach()), **logs}
+
+    def finalize_stats(self, logs: list[dict[str, float]]) -> dict[str, Any]:
+        """Summary of the per-step logs stored in the result (mean / max / last of every scalar)."""
+        keys = sorted({k for row in logs for k in row})
+        out: dict[str, Any] = {}
+        for k in keys:
+            vals = [row[k] for row in logs if k in row and math.isfinite(row[k])]
+            if vals:
+                out[k] = {"mean": sum(vals) / len(vals), "max": max(vals), "min": min(vals), "last": vals[-1]}
+        return out
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def unlearn(self, model: DiffusionModel, request: UnlearnRequest) -> UnlearnOutcome:
+        from diffusers.training_utils import EMAModel
+
+        self.check_track(track_of(model))
+        cfg = self.config
+        steps = cfg.steps if request.max_steps is None else min(cfg.steps, request.max_steps)
+        torch.manual_seed(request.seed)
+        gen = torch.Generator().manual_seed(request.seed)
+        student = model.clone().to(request.device)
+        student.train().requires_grad_(False)
+        params = student.parameters(cfg.params)
+        for p in params:
+            p.requires_grad_(True)
+        device = student.device
+        forget = BatchStream(request.forget, cfg.batch_size, gen)
+        retain = BatchStream(request.retain, cfg.batch_size, gen)
+        state = self.setup(student, request, gen)
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay else None
+        logs: list[dict[str, float]] = []
+        t0 = time.time()
+        for step in range(steps):
+            batch = Batch(forget.next(device), retain.next(device))
+            opt.zero_grad(set_to_none=True)
+            row = self.compute_gradients(student, params, batch, state, gen)
+            if cfg.grad_clip:
+                row["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            opt.step()
+            if ema is not None:
+                ema.step(params)
+            logs.append(row)
+            if request.progress is not None:
+                request.progress(step + 1, steps, row)
+        if ema is not None:
+            ema.copy_to(params)
+        student.eval().requires_grad_(False)
+        stats = self.finalize_stats(logs)
+        stats["loop_seconds"] = round(time.time() - t0, 3)
+        return UnlearnOutcome(student, steps, stats)

@@ -1,0 +1,163 @@
+"""EraseDiff — Wu, Le, Hayat, Harandi, "Erasing Undesirable Influence in Diffusion Models",
+arXiv 2401.05779 (CVPR 2025).
+
+Unlearning as constrained optimisation (a value-function constraint, as in BOME!, Liu et al. 2022):
+
+    min_θ L_r(θ)   s.t.   g(θ) = L_f(θ) − min_φ L_f(φ) ≤ 0
+
+L_r is the ordinary denoising loss on D_r. L_f is the same denoising loss on D_f with the target
+replaced, and it is *minimised*, so the forgotten class follows a wrong trajectory:
+
+- ``noise``: target ε̂ ~ U[0,1)^d (uniform, not Gaussian); the same ε̂ builds x̃_t = √ᾱ x0 + √(1−ᾱ) ε̂.
+- ``remap``: target = stopgrad ε_θ(x_t, t, c′) with c′ drawn uniformly from the other classes.
+
+Per outer step: (1) from θ, K steps of a *separate* Adam on a copy approximate φ_K ≈ argmin L_f;
+L_f(φ_K) is a constant, so ∇g(θ) = ∇L_f(θ) and the inner loop yields the constraint value g, which is
+logged; (2) g_r = ∇L_r(θ) and g_f = ∇L_f(θ) on fresh batches with their own timesteps; (3) the
+paper's rule λ_t = max(0, η − ⟨g_f, g_r⟩ / ‖g_f‖²); (4) θ ← θ − ζ(g_r + λ_t g_f) through the outer Adam.
+
+``EraseDiffFixed`` is the released code's default (fixed λ = 0.1 for DDPM, 1.0 for SD). The released
+code's own adaptive path used a cosine, λ = max(0, η − cos(g_r, g_f)); not the paper's rule, not used.
+Bugs of the released code avoided here: the inner loop shared the outer Adam (its state leaked);
+the forget batch reused the retain batch's timesteps; the remap label assumed forget class 0.
+
+DDPM defaults (the paper's CIFAR-10 setup): Adam 1e-4, batch 128 for D_f and D_r, K = 2, η = 0.1,
+grad-norm clip 1.0, EMA 0.99; 4 epochs × 2 blocks × ⌈4500/128⌉ ≈ 288 outer steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from benchmark.api import DiffusionModel, LabeledImages, UnlearnRequest
+from methods.base import Batch, FineTuneConfig, FineTuningMethod
+
+
+@dataclass
+class EraseDiffConfig(FineTuneConfig):
+    steps: int = 288
+    batch_size: int = 128
+    lr: float = 1e-4
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = 0.99
+    inner_steps: int = 2
+    inner_lr: float = 1e-4
+    eta: float = 0.1
+    lambda_mode: Literal["adaptive", "fixed"] = "adaptive"
+    lam: float = 0.1
+    forget_target: Literal["noise", "remap"] = "noise"
+
+
+@dataclass
+class ForgetDraw:
+    """The random quantities of one L_f evaluation, reused so L_f(θ) and L_f(φ_K) are comparable."""
+
+    t: Tensor
+    noise: Tensor
+    remap: Tensor | None
+
+
+class EraseDiff(FineTuningMethod):
+    name = "erasediff"
+    paper = ("Wu, Le, Hayat, Harandi. Erasing Undesirable Influence in Diffusion Models. "
+             "arXiv 2401.05779 (CVPR 2025)")
+    supports = frozenset({"class"})
+    Config = EraseDiffConfig
+    config: EraseDiffConfig
+
+    def setup(self, model: DiffusionModel, request: UnlearnRequest, gen: torch.Generator) -> dict[str, Any]:
+        cfg = self.config
+        if cfg.lambda_mode not in ("adaptive", "fixed"):
+            raise ValueError(f"erasediff lambda_mode must be 'adaptive' or 'fixed', got {cfg.lambda_mode!r}")
+        if cfg.forget_target not in ("noise", "remap"):
+            raise ValueError(f"erasediff forget_target must be 'noise' or 'remap', got {cfg.forget_target!r}")
+        remap = torch.as_tensor(list(request.remap_targets), dtype=torch.long)
+        if cfg.forget_target == "remap" and len(remap) == 0:
+            raise ValueError("erasediff forget_target='remap' needs remap targets (other classes)")
+        phi = model.clone() if cfg.inner_steps > 0 else None
+        return {"remap": remap, "phi": phi}
+
+    def draw(self, f: LabeledImages, state: dict[str, Any], model: DiffusionModel, gen: torch.Generator) -> ForgetDraw:
+        n = len(f)
+        t = torch.randint(0, model.num_train_timesteps, (n,), generator=gen).to(f.x.device)
+        if self.config.forget_target == "noise":
+            noise = torch.rand(f.x.shape, generator=gen).to(f.x.device)  # ε̂ ~ U[0, 1)
+            remap = None
+        else:
+            noise = torch.randn(f.x.shape, generator=gen).to(f.x.device)
+            choices = state["remap"]
+            remap = choices[torch.randint(0, len(choices), (n,), generator=gen)].to(f.x.device)
+        return ForgetDraw(t, noise, remap)
+
+    def forget_loss(self, model: DiffusionModel, f: LabeledImages, d: ForgetDraw) -> Tensor:
+        x_t = model.add_noise(f.x, d.noise, d.t)
+        pred = model.eps(x_t, d.t, model.encode(f.y))
+        if d.remap is None:
+            target = d.noise
+        else:
+            with torch.no_grad():
+                target = model.eps(x_t, d.t, model.encode(d.remap))
+        return (pred - target).pow(2).flatten(1).mean(1).mean()
+
+    def inner_value(self, model: DiffusionModel, f: LabeledImages, d: ForgetDraw, state: dict[str, Any]) -> float:
+        """L_f(φ_K): K steps of a fresh Adam on a copy of θ (never touching the outer optimiser)."""
+        phi: DiffusionModel = state["phi"]
+        src, dst = model.parameters(self.config.params), phi.parameters(self.config.params)
+        with torch.no_grad():
+            for a, b in zip(src, dst):
+                b.copy_(a)
+        for p in dst:
+            p.requires_grad_(True)
+        inner = torch.optim.Adam(dst, lr=self.config.inner_lr)
+        for _ in range(self.config.inner_steps):
+            inner.zero_grad(set_to_none=True)
+            self.forget_loss(phi, f, d).backward()
+            inner.step()
+        with torch.no_grad():
+            return float(self.forget_loss(phi, f, d))
+
+    def compute_gradients(self, model: DiffusionModel, params: list[torch.nn.Parameter], batch: Batch,
+                          state: dict[str, Any], gen: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        f, r = batch.forget, batch.retain
+        d = self.draw(f, state, model, gen)
+        lf_phi = self.inner_value(model, f, d, state) if cfg.inner_steps > 0 else float("nan")
+
+        loss_r = model.loss(r.x, model.encode(r.y), generator=gen).mean()
+        g_r = torch.autograd.grad(loss_r, params)
+        loss_f = self.forget_loss(model, f, d)
+        g_f = torch.autograd.grad(loss_f, params)
+
+        dot = sum((a * b).sum() for a, b in zip(g_f, g_r))
+        gf_sq = sum(b.pow(2).sum() for b in g_f)
+        gr_sq = sum(a.pow(2).sum() for a in g_r)
+        if cfg.lambda_mode == "adaptive":
+            lam = max(0.0, cfg.eta - float(dot) / (float(gf_sq) + 1e-12))
+        else:
+            lam = cfg.lam
+        for p, a, b in zip(params, g_r, g_f):
+            p.grad = a + lam * b
+        return {
+            "loss_r": float(loss_r.detach()),
+            "loss_f": float(loss_f.detach()),
+            "constraint_g": float(loss_f.detach()) - lf_phi,
+            "lambda": lam,
+            "cos_gf_gr": float(dot) / (float(gf_sq.sqrt() * gr_sq.sqrt()) + 1e-12),
+        }
+
+
+@dataclass
+class EraseDiffFixedConfig(EraseDiffConfig):
+    lambda_mode: Literal["adaptive", "fixed"] = "fixed"
+    lam: float = 0.1
+
+
+class EraseDiffFixed(EraseDiff):
+    """EraseDiff with the released code's fixed λ (0.1 for DDPM) instead of the paper's adaptive λ_t."""
+
+    name = "erasediff-fixed"
+    Config = EraseDiffFixedConfig

@@ -1,0 +1,1 @@
+"""Rendering of stored result records: leaderboard tables (and, later, audit reports)."""

@@ -1,0 +1,139 @@
+"""Leaderboard tables rendered from stored result records only (never re-running a model).
+
+Records are grouped by what makes numbers comparable — scenario name, version and config hash,
+tier and forget class — so a table never mixes incompatible versions. Within a group, one row per
+method (seeds averaged, their count shown); every column names its metric, its direction (↑/↓)
+and n; cells show the value and its 95% CI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark import UnlearnbenchError
+from benchmark.atomic import write_text_atomic
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    higher_is_better: bool | None
+    digits: int
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("forget_accuracy", "forget acc", False, 3),
+    Column("p_forgotten", "P(forgotten)", False, 3),
+    Column("retain_accuracy", "retain acc", True, 3),
+    Column("fid", "FID[mnist-judge]", False, 2),
+    Column("kid", "KID[mnist-judge]", False, 3),
+)
+METHOD_ORDER = ("original", "retrain", "finetune", "neggrad", "blindspot", "selective_amnesia", "salun",
+                "erasediff", "erasediff-fixed")
+
+
+def _arrow(hib: bool | None) -> str:
+    return "↑" if hib else ("↓" if hib is False else "")
+
+
+def group_key(rec: dict[str, Any]) -> tuple:
+    s = rec["scenario"]
+    return (s["name"], s["version"], s["config_hash"], s["tier"], s["forget_class"])
+
+
+def tidy(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Long format: one row per (record, metric) with value, CI, n and direction."""
+    rows = []
+    for rec in records:
+        s = rec["scenario"]
+        base = {"scenario": s["name"], "version": s["version"], "config_hash": s["config_hash"], "tier": s["tier"],
+                "forget_class": s["forget_class"], "method": rec["method"]["name"], "seed": rec["seed"]}
+        for key, m in rec["metrics"].items():
+            ci = m.get("ci") or [None, None]
+            rows.append({**base, "metric": key, "value": m["value"], "ci_low": ci[0], "ci_high": ci[1], "n": m["n"],
+                         "higher_is_better": m.get("higher_is_better"), "protocol": m.get("protocol", "")})
+        rows.append({**base, "metric": "unlearn_seconds", "value": rec["compute"]["unlearn_seconds"], "ci_low": None,
+                     "ci_high": None, "n": 1, "higher_is_better": False, "protocol": f"wall time on {rec['compute']['device']}"})
+        rows.append({**base, "metric": "steps", "value": rec["compute"]["steps"], "ci_low": None, "ci_high": None,
+                     "n": 1, "higher_is_better": None, "protocol": "optimiser steps"})
+    return pd.DataFrame(rows)
+
+
+def _order(methods: Sequence[str]) -> list[str]:
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
+
+
+def _fmt(value: float, lo: float | None, hi: float | None, digits: int, with_ci: bool) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    text = f"{value:.{digits}f}"
+    if with_ci and lo is not None and hi is not None and not pd.isna(lo):
+        text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return text
+
+
+def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFrame:
+    """The wide leaderboard of one comparable group: rows = methods, columns = labelled metrics."""
+    df = tidy(records)
+    agg = (df.groupby(["method", "metric"], sort=False)
+             .agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"), n=("n", "max"),
+                  seeds=("seed", "nunique"))
+             .reset_index())
+    methods = _order(agg["method"].unique().tolist())
+    out = pd.DataFrame(index=pd.Index(methods, name="method"))
+    for col in COLUMNS:
+        sub = agg[agg.metric == col.key].set_index("method")
+        if sub.empty:
+            continue
+        ns = sorted(set(int(n) for n in sub["n"]))
+        n_label = f"n={ns[0]}" if len(ns) == 1 else "n varies"
+        label = f"{col.label} {_arrow(col.higher_is_better)} ({n_label})"
+        out[label] = [(_fmt(sub.loc[m, "value"], sub.loc[m, "ci_low"], sub.loc[m, "ci_high"], col.digits, with_ci)
+                       if m in sub.index else "–") for m in methods]
+    secs = agg[agg.metric == "unlearn_seconds"].set_index("method")
+    steps = agg[agg.metric == "steps"].set_index("method")
+    out["unlearn time s ↓"] = [f"{secs.loc[m, 'value']:.1f}" if m in secs.index else "–" for m in methods]
+    out["steps"] = [f"{int(steps.loc[m, 'value'])}" if m in steps.index else "–" for m in methods]
+    seeds = agg.groupby("method")["seeds"].max()
+    out["seeds"] = [int(seeds.get(m, 0)) for m in methods]
+    return out
+
+
+def caption(records: Sequence[dict[str, Any]]) -> str:
+    s = records[0]["scenario"]
+    judges = ", ".join(f"{k} sha256:{v[:12]}" for k, v in records[0].get("judges", {}).items())
+    return (f"{s['name']} v{s['version']} (config {s['config_hash']}), tier {s['tier']}, forget class "
+            f"{s['forget_class']}; {s['samples_per_class']} CFG samples per class (w={s['guidance']}, DDIM "
+            f"{s['ddim_steps']}); judge {judges}; cells: value [95% bootstrap CI]")
+
+
+def groups(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    by: dict[tuple, list[dict[str, Any]]] = {}
+    for rec in records:
+        by.setdefault(group_key(rec), []).append(rec)
+    return list(by.values())
+
+
+def render(records: Sequence[dict[str, Any]], out_dir: Path | None = None) -> str:
+    """Terminal text for every comparable group; with ``out_dir``, also leaderboard.md and leaderboard.csv."""
+    if not records:
+        raise UnlearnbenchError("no result records to render")
+    texts, mds, tidies = [], [], []
+    for grp in groups(records):
+        tab = table(grp)
+        cap = caption(grp)
+        texts.append(cap + "\n" + tab.to_markdown(tablefmt="simple"))
+        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n")
+        tidies.append(tidy(grp))
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_text_atomic(out_dir / "leaderboard.md", "\n".join(mds))
+        write_text_atomic(out_dir / "leaderboard.csv", pd.concat(tidies).to_csv(index=False))
+    return "\n\n".join(texts)
