@@ -1,7 +1,8 @@
 """Judges: pinned classifiers that say what a generated image shows.
 
 The class-track judge is a small CNN trained by the project on the member split of MNIST-5k
-(recipe ``mnist-judge`` in ``benchmark.zoo.recipes``). Its penultimate layer is also the offline FID
+(recipe ``mnist-judge`` in ``benchmark.zoo.recipes``), with an eleventh output, "not a digit", learnt by
+outlier exposure so that noise or blank samples of an unlearned model are not read as some digit. Its penultimate layer is also the offline FID
 feature space (``FID[mnist-judge]``). Every result records the sha256 of the judge's weights.
 """
 
@@ -21,13 +22,14 @@ from benchmark.models.fingerprint import verify_sha256
 
 
 class DigitCNN(nn.Module):
-    """Two conv blocks (16→8→4 px) and a ``feature_dim`` penultimate layer."""
+    """Two conv blocks (16→8→4 px) and a ``feature_dim`` penultimate layer; ``num_classes`` outputs, of
+    which ``reject_class`` (if set) means "not a digit"."""
 
     def __init__(self, num_classes: int = 10, width: int = 32, feature_dim: int = 64, in_channels: int = 1,
-                 image_size: int = 16):
+                 image_size: int = 16, reject_class: int | None = None):
         super().__init__()
         self.config = dict(num_classes=num_classes, width=width, feature_dim=feature_dim,
-                           in_channels=in_channels, image_size=image_size)
+                           in_channels=in_channels, image_size=image_size, reject_class=reject_class)
         w = width
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
@@ -83,8 +85,13 @@ class ClassifierJudge(Judge):
         return self._sha256
 
     @property
-    def num_classes(self) -> int:
+    def num_outputs(self) -> int:
         return int(self.net.config["num_classes"])
+
+    @property
+    def reject_class(self) -> int | None:
+        """Index of the "not a digit" output, if the judge has one (it is the last output)."""
+        return self.net.config.get("reject_class")
 
     @torch.no_grad()
     def _batched(self, fn: Any, x: Tensor, batch_size: int = 1024) -> Tensor:

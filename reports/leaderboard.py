@@ -30,6 +30,7 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("forget_accuracy", "forget acc", False, 3),
     Column("p_forgotten", "P(forgotten)", False, 3),
+    Column("forget_reject_rate", "not-a-digit", None, 2),
     Column("retain_accuracy", "retain acc", True, 3),
     Column("fid", "FID[mnist-judge]", False, 2),
     Column("kid", "KID[mnist-judge]", False, 3),

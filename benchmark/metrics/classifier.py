@@ -4,6 +4,8 @@
 - P(forgotten): mean judge probability of the forget class on forget-class samples
 - entropy: mean judge prediction entropy (nats) on forget-class samples
 - retain accuracy: share of retained-class samples judged as their requested class (mean, and per class)
+- not-a-digit rate: share of forget-class samples the judge rejects as "not a digit" (judges with a
+  reject output only) — tells noise-like erasure (EraseDiff-noise, SA) from remapping to another class
 All with n and a 95% bootstrap CI over samples.
 """
 
@@ -21,6 +23,7 @@ class ClassifierMetrics(Metric):
         MetricSpec("p_forgotten", "P(forgotten)", higher_is_better=False),
         MetricSpec("forget_entropy", "entropy", higher_is_better=None),
         MetricSpec("retain_accuracy", "retain acc", higher_is_better=True),
+        MetricSpec("forget_reject_rate", "not-a-digit", higher_is_better=None),
     )
 
     def compute(self, ctx: EvalContext) -> list[MetricValue]:
@@ -46,4 +49,8 @@ class ClassifierMetrics(Metric):
         per_class = {int(c): float((pred[y == c] == c).float().mean()) for c in torch.unique(y[keep]).tolist()}
         add("retain_accuracy", (pred[keep] == y[keep]).float(), True,
             "share of retained-class samples judged as requested", per_class=per_class)
+        reject = getattr(judge, "reject_class", None)
+        if reject is not None:
+            add("forget_reject_rate", (pred[is_f] == reject).float(), None,
+                f"share of class-{fc} samples judged 'not a digit'")
         return out

@@ -6,7 +6,8 @@ The embedded judge's penultimate layer is registered with torch-fidelity as a
 is labelled ``FID[mnist-judge]`` because they are not Inception FIDs. Reference features (real
 held-out images of the retained classes) are computed once per (scenario, split, extractor) and cached.
 
-FID CI: percentile bootstrap over generated samples (reference statistics fixed). KID: torch-fidelity's
+FID CI: percentile bootstrap over generated samples (reference statistics fixed), shifted by the
+bootstrap's own bias estimate. KID: torch-fidelity's
 mean ± std over random subsets, reported as mean ± 1.96·std.
 """
 
@@ -135,7 +136,10 @@ def fidelity_from_features(gen: torch.Tensor, ref: torch.Tensor, n_boot: int = 2
 
     fid = fid_of(gen)
     rng = np.random.default_rng(seed)
-    boots = [fid_of(gen[torch.from_numpy(rng.integers(0, len(gen), len(gen)))]) for _ in range(n_boot)]
+    boots = np.array([fid_of(gen[torch.from_numpy(rng.integers(0, len(gen), len(gen)))]) for _ in range(n_boot)])
+    # Resampling with replacement duplicates samples, which inflates FID; shift the percentile interval
+    # by the estimated bootstrap bias so it is centred on the estimate (FID's small-n bias is not removed).
+    bias = float(boots.mean()) - fid
     subset = min(1000, len(gen), len(ref))
     kid = kid_features_to_metric(gen.float(), ref.float(), kid_subsets=100, kid_subset_size=subset, rng_seed=seed,
                                  verbose=False, kid_kernel="poly", kid_kernel_poly_degree=3,
@@ -143,7 +147,7 @@ def fidelity_from_features(gen: torch.Tensor, ref: torch.Tensor, n_boot: int = 2
     prc = prc_features_to_metric(gen.float(), ref.float(), prc_neighborhood=3, prc_batch_size=10000,
                                  save_cpu_ram=False, verbose=False)
     return {
-        "fid": fid, "fid_ci": tuple(float(q) for q in np.quantile(boots, [0.025, 0.975])),
+        "fid": fid, "fid_ci": tuple(float(q) - bias for q in np.quantile(boots, [0.025, 0.975])),
         "kid": kid["kernel_inception_distance_mean"], "kid_std": kid["kernel_inception_distance_std"],
         "kid_subset_size": subset, "precision": prc["precision"], "recall": prc["recall"],
     }
@@ -173,7 +177,7 @@ class FidelityMetrics(Metric):
                  f"features: judge penultimate (sha256:{judge.sha256[:12]}) via torch-fidelity")
         kid_half = 1.96 * r["kid_std"]
         return [
-            MetricValue("fid", r["fid"], len(gen_x), False, r["fid_ci"], proto + "; CI: bootstrap over samples"),
+            MetricValue("fid", r["fid"], len(gen_x), False, r["fid_ci"], proto + "; CI: bias-shifted bootstrap over samples"),
             MetricValue("kid", r["kid"], len(gen_x), False, (r["kid"] - kid_half, r["kid"] + kid_half),
                         proto + f"; 100 subsets of {r['kid_subset_size']}, CI mean ± 1.96·std"),
             MetricValue("precision", r["precision"], len(gen_x), True, None, proto + "; k=3"),

@@ -103,7 +103,7 @@ def build(name: str, out_root: Path | None = None, show_progress: bool = True, c
             model = recipes.train_unet(recipe, show_progress, on_checkpoint=save_checkpoint,
                                        checkpoint_every=checkpoint_every)
             model.save_pretrained(tmp)
-            quality = {}
+            quality = recipes.unet_quality(model, show_progress=show_progress)
         manifest = {
             "name": name,
             "recipe": dataclasses.asdict(recipe),

@@ -31,9 +31,12 @@ def recipe_hash(recipe: object) -> str:
 
 @dataclass(frozen=True)
 class JudgeRecipe:
-    """Digit classifier on the member split; evaluated on the held-out split."""
+    """Digit classifier on the member split, plus a "not a digit" class (index 10) learnt by outlier
+    exposure (Hendrycks et al., ICLR 2019) so that noise, blank or saturated images — what an unlearned
+    or broken model often produces — are not read as some digit. Evaluated on the held-out split."""
 
     epochs: int = 40
+    outlier_fraction: float = 0.25
     batch_size: int = 128
     lr: float = 1e-3
     width: int = 32
@@ -72,11 +75,33 @@ def _augment(x: torch.Tensor, recipe: JudgeRecipe, gen: torch.Generator) -> torc
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
+def make_outliers(n: int, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Non-digit images in [−1, 1]: uniform / Gaussian noise, constants, smooth blobs, noise-swamped
+    or ink-saturated digits (drawn from ``like``)."""
+    size = like.shape[-1]
+    kind = torch.randint(0, 6, (n,), generator=gen)
+    out = torch.empty(n, 1, size, size)
+    u = torch.rand(n, 1, size, size, generator=gen) * 2 - 1
+    level = torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1
+    spread = torch.rand(n, 1, 1, 1, generator=gen)
+    g = (level + spread * torch.randn(n, 1, size, size, generator=gen)).clamp(-1, 1)
+    low = torch.rand(n, 1, 4, 4, generator=gen) * 2 - 1
+    blobs = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    blobs = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, blobs.sign(), blobs)
+    pick = like[torch.randint(0, len(like), (n,), generator=gen)]
+    alpha = torch.rand(n, 1, 1, 1, generator=gen) * 0.35
+    swamped = alpha * pick + (1 - alpha) * u
+    saturated = F.max_pool2d(pick, 7, stride=1, padding=3)
+    for k, img in enumerate((u, g, level.expand_as(u), blobs, swamped, saturated)):
+        out[kind == k] = img[kind == k]
+    return out
+
+
 def train_judge(recipe: JudgeRecipe = JudgeRecipe(), show_progress: bool = True) -> tuple[DigitCNN, dict]:
     """Train the judge; returns the net and {'heldout_accuracy': ..., 'n': ...}."""
     torch.manual_seed(recipe.seed)
     splits = mnist_splits(recipe.split_seed)
-    net = DigitCNN(NUM_CLASSES, recipe.width, recipe.feature_dim)
+    net = DigitCNN(NUM_CLASSES + 1, recipe.width, recipe.feature_dim, reject_class=NUM_CLASSES)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     steps_per_epoch = math.ceil(len(splits.members) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.epochs * steps_per_epoch)
@@ -88,7 +113,10 @@ def train_judge(recipe: JudgeRecipe = JudgeRecipe(), show_progress: bool = True)
         perm = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), recipe.batch_size):
             idx = perm[i:i + recipe.batch_size]
-            loss = F.cross_entropy(net(_augment(x[idx], recipe, gen)), y[idx])
+            n_out = int(len(idx) * recipe.outlier_fraction)
+            xb = torch.cat([_augment(x[idx], recipe, gen), make_outliers(n_out, gen, x)])
+            yb = torch.cat([y[idx], torch.full((n_out,), NUM_CLASSES)])
+            loss = F.cross_entropy(net(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -96,7 +124,12 @@ def train_judge(recipe: JudgeRecipe = JudgeRecipe(), show_progress: bool = True)
         acc = judge_accuracy(net, splits.heldout)
         bar.set_postfix(loss=f"{loss.item():.3f}", heldout_acc=f"{acc:.4f}")
     net.eval()
-    return net, {"heldout_accuracy": judge_accuracy(net, splits.heldout), "n": len(splits.heldout)}
+    outliers = make_outliers(1000, torch.Generator().manual_seed(recipe.seed + 99), splits.heldout.x)
+    with torch.no_grad():
+        rejected = float((net(outliers).argmax(1) == NUM_CLASSES).float().mean())
+        digits_rejected = float((net(splits.heldout.x).argmax(1) == NUM_CLASSES).float().mean())
+    return net, {"heldout_accuracy": judge_accuracy(net, splits.heldout), "n": len(splits.heldout),
+                 "heldout_rejected_as_not_digit": digits_rejected, "outlier_rejection": rejected, "n_outliers": 1000}
 
 
 @torch.no_grad()
@@ -167,3 +200,20 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
             on_checkpoint(step + 1, snap)
     ema.copy_to(params)
     return model.eval()
+
+
+def unet_quality(model: ClassConditionalUNet, n_per_class: int = 50, steps: int = 50, guidance: float = 2.0,
+                 seed: int = 1234, show_progress: bool = False) -> dict:
+    """Quality bar of a class UNet: share of its CFG samples the judge assigns to the requested class."""
+    from benchmark.zoo import load_judge
+
+    judge = load_judge()
+    labels = torch.arange(model.num_classes).repeat_interleave(n_per_class)
+    bar = tqdm(total=len(labels), desc="quality samples", disable=not show_progress, leave=False)
+    x = model.sample(labels, seed=seed, steps=steps, guidance=guidance, progress=bar.update)
+    bar.close()
+    pred = judge.predict_proba(x).argmax(1)
+    per_class = {int(c): float((pred[labels == c] == c).float().mean()) for c in range(model.num_classes)}
+    return {"judge_accuracy": float((pred == labels).float().mean()), "per_class": per_class,
+            "n_per_class": n_per_class, "ddim_steps": steps, "guidance": guidance, "seed": seed,
+            "judge_sha256": judge.sha256}

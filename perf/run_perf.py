@@ -1,0 +1,91 @@
+"""Wall time of the smoke and quick tiers with a per-stage breakdown → docs/performance.md.
+
+Usage:  python perf/run_perf.py [--tiers smoke,quick] [--device cpu] [--out docs/performance.md]
+
+Each tier runs in a fresh cache (cold: the original model's samples and the FID reference features
+are computed, as on a user's first run) and writes its records to a temp folder. Targets (issue #2):
+smoke ≤ 2 min, quick ≤ 8 min for original, retrain, finetune, neggrad, erasediff, erasediff-fixed
+on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+TARGETS_S = {"smoke": 120, "quick": 480}
+
+
+def run_tier(tier: str, device: str, methods: list[str] | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["UNLEARNBENCH_CACHE"] = str(Path(tmp) / "cache")
+        from benchmark import runner
+        from benchmark.results import load_records
+
+        t0 = time.time()
+        plan = runner.plan("mnist-class", methods, None, tier, 0, device, Path(tmp) / "results")
+        runner.execute(plan, show_progress=False, log=lambda *_: None)
+        wall = time.time() - t0
+        rows = []
+        for rec in load_records(Path(tmp) / "results"):
+            t = rec["timings"]
+            rows.append({"method": rec["method"]["name"], "steps": rec["compute"]["steps"], **t,
+                         "total": sum(t.values())})
+    order = {m: i for i, m in enumerate(m.name for m in plan.cells)}
+    rows.sort(key=lambda r: order[r["method"]])
+    return {"tier": tier, "wall_s": wall, "rows": rows, "setup_s": wall - sum(r["total"] for r in rows)}
+
+
+def markdown(results: list[dict], device: str) -> str:
+    import torch
+
+    lines = [
+        "# Performance",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python perf/run_perf.py` on "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), device `{device}`. Cold cache: every run computes the "
+        "original model's samples and the FID reference features once.",
+        "",
+    ]
+    for r in results:
+        target = TARGETS_S.get(r["tier"])
+        verdict = "" if target is None else (f" — target ≤ {target / 60:.0f} min: "
+                                             f"{'met' if r['wall_s'] <= target else 'MISSED'}")
+        lines += [f"## {r['tier']} tier: {r['wall_s']:.0f} s wall{verdict}", "",
+                  "| method | steps | unlearn s | sampling s | metrics s | total s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for row in r["rows"]:
+            lines.append(f"| {row['method']} | {row['steps']} | {row['unlearn']:.1f} | {row['sampling']:.1f} | "
+                         f"{row['metrics']:.1f} | {row['total']:.1f} |")
+        lines += [f"| (loading models, data, judge) | | | | | {r['setup_s']:.1f} |", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiers", default="smoke,quick")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--methods", default=None, help="comma-separated; default: the scenario's list")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "performance.md")
+    args = ap.parse_args()
+    methods = args.methods.split(",") if args.methods else None
+    results = []
+    for tier in args.tiers.split(","):
+        r = run_tier(tier, args.device, methods)
+        print(json.dumps({"tier": tier, "wall_s": round(r["wall_s"], 1)}))
+        results.append(r)
+    from benchmark.atomic import write_text_atomic
+
+    write_text_atomic(args.out, markdown(results, args.device))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
