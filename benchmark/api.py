@@ -255,6 +255,7 @@ class EvalContext:
     forget_class: int
     judge: Judge
     reference: LabeledImages
+    members: LabeledImages | None = None
     device: str = "cpu"
     cache_dir: Path | None = None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +118,11 @@ class _Bar:
             self.bar.close()
 
 
-def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=print) -> list[Path]:
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
     import torch
 
     from benchmark import zoo
@@ -166,7 +169,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=p
         timings["sampling"] = time.time() - t0
         t0 = time.time()
         ctx = EvalContext(scenario=sc, tier=run.tier, samples=samples, forget_class=run.forget_class, judge=judge,
-                          reference=splits.heldout, device=run.device, cache_dir=cache)
+                          reference=splits.heldout, members=splits.members, device=run.device, cache_dir=cache)
         values = {}
         for metric_name in sc.metrics:
             for v in METRICS.get(metric_name)().compute(ctx):
@@ -200,5 +203,4 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=p
         log(f"[{cell.name}] forget acc {fa.get('value', float('nan')):.3f} (n={fa.get('n')}), "
             f"FID[{judge.label}] {fid.get('value', float('nan')):.2f} (n={fid.get('n')}), "
             f"unlearn {timings['unlearn']:.1f}s, sample {timings['sampling']:.1f}s → {path}")
-        sys.stdout.flush()
     return written

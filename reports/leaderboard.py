@@ -95,7 +95,7 @@ def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFra
             continue
         ns = sorted(set(int(n) for n in sub["n"]))
         n_label = f"n={ns[0]}" if len(ns) == 1 else "n varies"
-        label = f"{col.label} {_arrow(col.higher_is_better)} ({n_label})"
+        label = " ".join(part for part in (col.label, _arrow(col.higher_is_better), f"({n_label})") if part)
         out[label] = [(_fmt(sub.loc[m, "value"], sub.loc[m, "ci_low"], sub.loc[m, "ci_high"], col.digits, with_ci)
                        if m in sub.index else "–") for m in methods]
     secs = agg[agg.metric == "unlearn_seconds"].set_index("method")

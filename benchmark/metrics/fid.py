@@ -136,7 +136,8 @@ def fidelity_from_features(gen: torch.Tensor, ref: torch.Tensor, n_boot: int = 2
 
     fid = fid_of(gen)
     rng = np.random.default_rng(seed)
-    boots = np.array([fid_of(gen[torch.from_numpy(rng.integers(0, len(gen), len(gen)))]) for _ in range(n_boot)])
+    boots = np.array([fid_of(gen[torch.from_numpy(rng.integers(0, len(gen), len(gen)))]) for _ in range(n_boot)]
+                     or [fid])
     # Resampling with replacement duplicates samples, which inflates FID; shift the percentile interval
     # by the estimated bootstrap bias so it is centred on the estimate (FID's small-n bias is not removed).
     bias = float(boots.mean()) - fid
@@ -154,6 +155,8 @@ def fidelity_from_features(gen: torch.Tensor, ref: torch.Tensor, n_boot: int = 2
 
 
 class FidelityMetrics(Metric):
+    """FID/KID/precision/recall of retained-class samples vs real held-out images of those classes."""
+
     provides = (
         MetricSpec("fid", "FID[mnist-judge]", higher_is_better=False),
         MetricSpec("kid", "KID[mnist-judge]", higher_is_better=False),
@@ -173,13 +176,32 @@ class FidelityMetrics(Metric):
         ref_feats = reference_features(ref, weights, judge.sha256, key, ctx.cache_dir, ctx.device)
         gen_feats = extract_features(gen_x, weights, ctx.device)
         r = fidelity_from_features(gen_feats, ref_feats)
+        floor = self.real_floor(ctx, len(gen_x), ref_feats, weights)
         proto = (f"{len(gen_x)} CFG samples of the retained classes vs {len(ref)} real held-out images of them; "
                  f"features: judge penultimate (sha256:{judge.sha256[:12]}) via torch-fidelity")
         kid_half = 1.96 * r["kid_std"]
+        proto += f"; real-data floor FID {floor:.2f} at this n"
         return [
-            MetricValue("fid", r["fid"], len(gen_x), False, r["fid_ci"], proto + "; CI: bias-shifted bootstrap over samples"),
+            MetricValue("fid", r["fid"], len(gen_x), False, r["fid_ci"], proto + "; CI: bias-shifted bootstrap over samples",
+                        {"real_floor": floor, "real_floor_protocol": "same n of real member images of the retained "
+                         "classes vs the same reference: the FID a perfect model would get at this n"}),
             MetricValue("kid", r["kid"], len(gen_x), False, (r["kid"] - kid_half, r["kid"] + kid_half),
                         proto + f"; 100 subsets of {r['kid_subset_size']}, CI mean ± 1.96·std"),
             MetricValue("precision", r["precision"], len(gen_x), True, None, proto + "; k=3"),
             MetricValue("recall", r["recall"], len(gen_x), True, None, proto + "; k=3"),
         ]
+
+    @staticmethod
+    def real_floor(ctx: EvalContext, n: int, ref_feats: torch.Tensor, weights: Path) -> float | None:
+        """FID of ``n`` real *member* images of the retained classes (balanced, seeded) vs the reference."""
+        members = ctx.members
+        if members is None or n < 2:
+            return None
+        keep = members.where(members.y != ctx.forget_class)
+        classes = torch.unique(keep.y)
+        per = max(1, n // len(classes))
+        gen = torch.Generator().manual_seed(0)
+        idx = torch.cat([torch.nonzero(keep.y == c).flatten()[torch.randperm(int((keep.y == c).sum()), generator=gen)[:per]]
+                         for c in classes])
+        feats = extract_features(keep.x[idx], weights, ctx.device)
+        return float(fidelity_from_features(feats, ref_feats, n_boot=0)["fid"])

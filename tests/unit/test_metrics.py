@@ -13,7 +13,7 @@ WEIGHTS = ZOO_DIR / "mnist-judge" / "model.safetensors"
 def _ctx(samples, tmp_path):
     s = mnist_splits()
     return EvalContext(scenario=load_scenario("mnist-class"), tier="smoke", samples=samples, forget_class=0,
-                       judge=load_judge(), reference=s.heldout, cache_dir=tmp_path)
+                       judge=load_judge(), reference=s.heldout, members=s.members, cache_dir=tmp_path)
 
 
 def test_classifier_metrics_on_real_and_on_noise(tmp_path):
@@ -52,4 +52,5 @@ def test_fid_orders_real_below_noise(tmp_path):
     fid_real = {v.name: v for v in FidelityMetrics().compute(_ctx(real, tmp_path))}["fid"]
     fid_noise = {v.name: v for v in FidelityMetrics().compute(_ctx(noise, tmp_path))}["fid"]
     assert fid_real.n == 3600 and fid_real.value < fid_noise.value / 10
+    assert abs(fid_real.extra["real_floor"] - fid_real.value) < 1e-6  # same images: floor == value
     assert any((tmp_path / "fidelity").iterdir())  # reference features cached
