@@ -152,7 +152,7 @@ class UnlearnRequest:
     device: str = "cpu"
     max_steps: int | None = None
     progress: ProgressFn | None = None
-    scenario: str = ""
+    scenario: str = ""  # registered name or path of the scenario card
 
 
 @dataclass

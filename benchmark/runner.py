@@ -128,7 +128,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     from benchmark import zoo
     from benchmark.api import EvalContext, UnlearnRequest
     from benchmark.data.mnist import mnist_splits
-    from benchmark.sampling import SampleSpec, sample_classes
+    from benchmark.sampling import SampleSpec, sample_classes, save_grid
 
     sc, tier = run.scenario, run.scenario.tier(run.tier)
     models = sc.models
@@ -151,7 +151,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         request = UnlearnRequest(
             forget=forget, retain=retain, forget_target=run.forget_class,
             remap_targets=[c for c in range(sc.num_classes) if c != run.forget_class],
-            num_classes=sc.num_classes, seed=run.seed, device=run.device, progress=bar, scenario=sc.name)
+            num_classes=sc.num_classes, seed=run.seed, device=run.device, progress=bar, scenario=str(sc.path))
         if run.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         timings: dict[str, float] = {}
@@ -167,6 +167,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         samples = sample_classes(model, spec, cache_dir=cache, show_progress=show_progress,
                                  desc=f"sample {cell.name}", fingerprint=fp)
         timings["sampling"] = time.time() - t0
+        grid = save_grid(samples, path.with_suffix(".png"))
         t0 = time.time()
         ctx = EvalContext(scenario=sc, tier=run.tier, samples=samples, forget_class=run.forget_class, judge=judge,
                           reference=splits.heldout, members=splits.members, device=run.device, cache_dir=cache)
@@ -195,6 +196,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             metrics=values,
             method_stats=outcome.stats,
             attacks={},
+            artifacts={"sample_grid": grid.name},
             environment=environment(run.device),
         )
         write_record(record, path)

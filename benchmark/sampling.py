@@ -60,3 +60,16 @@ def sample_classes(model: DiffusionModel, spec: SampleSpec, cache_dir: Path | No
 def atomic_torch_save(obj: object, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def save_grid(samples: LabeledImages, path: Path, per_class: int = 8, upscale: int = 3) -> Path:
+    """A PNG grid: one row per class, the first ``per_class`` samples of each (nearest-upscaled)."""
+    import torch.nn.functional as F
+    from torchvision.utils import save_image
+
+    rows = [samples.x[samples.y == c][:per_class] for c in torch.unique(samples.y).tolist()]
+    rows = [torch.cat([r, -torch.ones(per_class - len(r), *r.shape[1:])]) for r in rows]
+    grid = F.interpolate(torch.cat(rows), scale_factor=upscale, mode="nearest")
+    with atomic_path(path) as tmp:
+        save_image((grid + 1) / 2, tmp, nrow=per_class, padding=2, pad_value=0.5, format="png")
+    return path

@@ -37,7 +37,8 @@ class Retrain(UnlearningMethod):
             raise ValueError(f"retrain supports class-conditional UNets, got {type(model).__name__}")
         fc = int(request.forget_target)  # type: ignore[arg-type]
         if self.config.use_zoo and zoo.is_zoo_base(model):
-            oracle = zoo.load_unet(f"mnist-unet-retrain-c{fc}", build_if_missing=True)
+            oracle = zoo.load_unet(f"mnist-unet-retrain-c{fc}", _card_sha256(request.scenario, fc),
+                                   build_if_missing=True)
             return UnlearnOutcome(oracle.to(request.device), steps=0, stats={"source": f"zoo:mnist-unet-retrain-c{fc}"})
         recipe = UNetRecipe(exclude_class=fc, seed=request.seed)
         steps = recipe.steps if self.config.steps is None else self.config.steps
@@ -50,3 +51,13 @@ class Retrain(UnlearningMethod):
                                                  seed=recipe.seed).to(request.device)
         oracle = train_unet(recipe, show_progress=request.progress is None, data=request.retain, init=fresh)
         return UnlearnOutcome(oracle, steps=recipe.steps, stats={"source": "trained", "recipe": dataclasses.asdict(recipe)})
+
+
+def _card_sha256(scenario: str, forget_class: int) -> str | None:
+    """The oracle's sha256 as recorded in the scenario card, if the card lists one."""
+    if not scenario:
+        return None
+    from benchmark.scenarios import load_scenario
+
+    oracles = load_scenario(scenario).models.get("oracles") or {}
+    return (oracles.get(forget_class) or {}).get("sha256")

@@ -131,7 +131,10 @@ def render(records: Sequence[dict[str, Any]], out_dir: Path | None = None) -> st
         tab = table(grp)
         cap = caption(grp)
         texts.append(cap + "\n" + tab.to_markdown(tablefmt="simple"))
-        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n")
+        grids = {r["method"]["name"]: r.get("artifacts", {}).get("sample_grid") for r in grp}
+        gallery = "".join(f"\n<details><summary>{m} samples (one row per class)</summary>\n\n![{m}]({grids[m]})\n"
+                          "</details>\n" for m in _order(list(grids)) if grids[m])
+        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n" + gallery)
         tidies.append(tidy(grp))
     if out_dir is not None:
         out_dir = Path(out_dir)

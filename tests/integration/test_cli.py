@@ -36,6 +36,9 @@ def test_smoke_tier_writes_one_record_per_method(smoke_run):
     assert records["retrain"]["metrics"]["forget_accuracy"]["value"] <= 0.25
     assert records["erasediff"]["method_stats"]["lambda"]["mean"] >= 0
     assert (smoke_run / "leaderboard.md").is_file() and (smoke_run / "leaderboard.csv").is_file()
+    for rec in records.values():
+        assert (smoke_run / rec["artifacts"]["sample_grid"]).stat().st_size > 100
+    assert "![erasediff](" in (smoke_run / "leaderboard.md").read_text()
 
 
 def test_rerun_skips_existing_cells_and_leaderboard_renders(smoke_run, capsys):
