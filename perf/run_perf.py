@@ -22,18 +22,19 @@ from pathlib import Path
 TARGETS_S = {"smoke": 120, "quick": 480}
 
 
-def run_tier(tier: str, device: str, methods: list[str] | None) -> dict:
+def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["UNLEARNBENCH_CACHE"] = str(Path(tmp) / "cache")
         from benchmark import runner
         from benchmark.results import load_records
 
         t0 = time.time()
-        plan = runner.plan("mnist-class", methods, None, tier, 0, device, Path(tmp) / "results")
-        runner.execute(plan, show_progress=False, log=lambda *_: None)
+        results = keep / tier if keep else Path(tmp) / "results"
+        plan = runner.plan("mnist-class", methods, None, tier, 0, device, results)
+        runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
         wall = time.time() - t0
         rows = []
-        for rec in load_records(Path(tmp) / "results"):
+        for rec in load_records(results):
             t = rec["timings"]
             rows.append({"method": rec["method"]["name"], "steps": rec["compute"]["steps"], **t,
                          "total": sum(t.values())})
@@ -73,12 +74,13 @@ def main() -> None:
     ap.add_argument("--tiers", default="smoke,quick")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default=None, help="comma-separated; default: the scenario's list")
+    ap.add_argument("--keep", type=Path, default=None, help="keep each tier's records in KEEP/<tier>")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "performance.md")
     args = ap.parse_args()
     methods = args.methods.split(",") if args.methods else None
     results = []
     for tier in args.tiers.split(","):
-        r = run_tier(tier, args.device, methods)
+        r = run_tier(tier, args.device, methods, args.keep)
         print(json.dumps({"tier": tier, "wall_s": round(r["wall_s"], 1)}))
         results.append(r)
     from benchmark.atomic import write_text_atomic

@@ -33,7 +33,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("forget_reject_rate", "not-a-digit", None, 2),
     Column("retain_accuracy", "retain acc", True, 3),
     Column("fid", "FID[mnist-judge]", False, 2),
-    Column("kid", "KID[mnist-judge]", False, 3),
+    Column("kid", "KID[mnist-judge]", False, 1),
 )
 METHOD_ORDER = ("original", "retrain", "finetune", "neggrad", "blindspot", "selective_amnesia", "salun",
                 "erasediff", "erasediff-fixed")
@@ -110,9 +110,11 @@ def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFra
 def caption(records: Sequence[dict[str, Any]]) -> str:
     s = records[0]["scenario"]
     judges = ", ".join(f"{k} sha256:{v[:12]}" for k, v in records[0].get("judges", {}).items())
+    floor = records[0]["metrics"].get("fid", {}).get("extra", {}).get("real_floor")
+    floor_text = f"; FID of real member images at the same n (floor): {floor:.2f}" if floor is not None else ""
     return (f"{s['name']} v{s['version']} (config {s['config_hash']}), tier {s['tier']}, forget class "
             f"{s['forget_class']}; {s['samples_per_class']} CFG samples per class (w={s['guidance']}, DDIM "
-            f"{s['ddim_steps']}); judge {judges}; cells: value [95% bootstrap CI]")
+            f"{s['ddim_steps']}); judge {judges}{floor_text}; cells: value [95% bootstrap CI]")
 
 
 def groups(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
