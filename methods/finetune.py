@@ -1,7 +1,8 @@
 """Finetune (FT): continue training on the retain set D_r with the ordinary denoising loss.
 
 The weakest baseline of the unlearning literature (e.g. Fan et al., SalUn, ICLR 2024; Wu et al.,
-EraseDiff, arXiv 2401.05779): it relies on catastrophic forgetting and barely forgets.
+EraseDiff, arXiv 2401.05779): it relies on catastrophic forgetting and barely forgets. Trained like
+EraseDiff's DDPM runs (Adam, clip 1.0, EMA 0.99 sampled from), so the two differ only in their loss.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ class FinetuneConfig(FineTuneConfig):
     steps: int = 288  # same outer-step budget as EraseDiff's DDPM default
     batch_size: int = 128
     lr: float = 1e-4
+    ema_decay: float | None = 0.99
 
 
 class Finetune(FineTuningMethod):

@@ -141,7 +141,8 @@ def fidelity_from_features(gen: torch.Tensor, ref: torch.Tensor, n_boot: int = 2
     # Resampling with replacement duplicates samples, which inflates FID; shift the percentile interval
     # by the estimated bootstrap bias so it is centred on the estimate (FID's small-n bias is not removed).
     bias = float(boots.mean()) - fid
-    subset = min(1000, len(gen), len(ref))
+    # Subsets must be smaller than both sets or every subset is the same and the spread is meaningless.
+    subset = max(2, min(1000, len(gen) // 2, len(ref) // 2))
     kid = kid_features_to_metric(gen.float(), ref.float(), kid_subsets=100, kid_subset_size=subset, rng_seed=seed,
                                  verbose=False, kid_kernel="poly", kid_kernel_poly_degree=3,
                                  kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def load_card(path: str | Path) -> Scenario:
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise UnlearnbenchError(f"scenario card {path} lacks {', '.join(missing)}")
+    _check_hashes(raw["models"], path)
     tiers = {}
     for tname, t in raw["tiers"].items():
         if tname not in TIERS:
@@ -92,6 +94,23 @@ def load_card(path: str | Path) -> Scenario:
         models=dict(raw["models"]), metrics=tuple(raw.get("metrics", ("classifier", "fidelity"))),
         default_methods=tuple(raw.get("default_methods", ())), tiers=tiers, raw=raw, path=path,
     )
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_hashes(models: Any, path: Path, where: str = "models") -> None:
+    """Every ``sha256`` in the card must be a quoted 64-hex string (or null): YAML would read an
+    all-digit hash as a number and the check would silently vanish."""
+    if not isinstance(models, dict):
+        return
+    for key, value in models.items():
+        if key == "sha256":
+            if value is not None and not (isinstance(value, str) and _SHA256.match(value)):
+                raise UnlearnbenchError(f"scenario card {path}: {where}.sha256 must be 64 lowercase hex characters "
+                                        f"in quotes, got {value!r}")
+        else:
+            _check_hashes(value, path, f"{where}.{key}")
 
 
 def load_scenario(name_or_path: str) -> Scenario:

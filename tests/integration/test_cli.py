@@ -81,7 +81,17 @@ def test_tampered_base_weights_refused(tmp_path, monkeypatch, capsys):
 
     real = load_scenario("mnist-class").models["base"]["sha256"]
     bad = tmp_path / "tampered.yaml"
-    bad.write_text(card.replace(real, "0" * 64))
+    bad.write_text(card.replace(real, "e" * 64))
     assert main(["run", "--scenario", str(bad), "--tier", "smoke", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     assert "does not match the recorded" in capsys.readouterr().err
     assert not list((tmp_path / "r").glob("*.json")) if (tmp_path / "r").exists() else True
+
+
+def test_card_hash_must_be_a_quoted_hex_string(tmp_path, capsys):
+    from benchmark.scenarios import MNIST_CLASS
+
+    bad = tmp_path / "unquoted.yaml"
+    bad.write_text(MNIST_CLASS.read_text().replace('sha256: "5469e3', "sha256: 5469e3", 1).replace(
+        '"5469e3cdc55181e0ad66bcf5eeab2c25d593d1c8d3c93e3c5e86f9908c7d1b74"', "0" * 64))
+    assert main(["run", "--scenario", str(bad), "--tier", "smoke", "--out", str(tmp_path / "r")]) == 2
+    assert "must be 64 lowercase hex characters" in capsys.readouterr().err
