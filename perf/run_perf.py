@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 TARGETS_S = {"smoke": 120, "quick": 480}
+MANUAL = "<!-- kept by perf/run_perf.py: everything below is maintained by hand -->"
 
 
 def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | None = None) -> dict:
@@ -85,7 +86,10 @@ def main() -> None:
         results.append(r)
     from benchmark.atomic import write_text_atomic
 
-    write_text_atomic(args.out, markdown(results, args.device))
+    text = markdown(results, args.device)
+    if args.out.is_file() and MANUAL in args.out.read_text():
+        text += "\n" + MANUAL + args.out.read_text().split(MANUAL, 1)[1]  # keep hand-kept sections
+    write_text_atomic(args.out, text)
     print(f"wrote {args.out}")
 
 
