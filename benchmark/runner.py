@@ -124,6 +124,7 @@ def _print(msg: str) -> None:
 
 def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
     import torch
+    from tqdm.auto import tqdm
 
     from benchmark import zoo
     from benchmark.api import EvalContext, UnlearnRequest
@@ -172,7 +173,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         ctx = EvalContext(scenario=sc, tier=run.tier, samples=samples, forget_class=run.forget_class, judge=judge,
                           reference=splits.heldout, members=splits.members, device=run.device, cache_dir=cache)
         values = {}
-        for metric_name in sc.metrics:
+        for metric_name in tqdm(sc.metrics, desc=f"metrics {cell.name}", leave=False, disable=not show_progress):
             for v in METRICS.get(metric_name)().compute(ctx):
                 values[v.name] = v.to_dict()
         timings["metrics"] = time.time() - t0

@@ -151,11 +151,13 @@ def unet_training_data(recipe: UNetRecipe) -> LabeledImages:
 def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
                on_checkpoint: Callable[[int, ClassConditionalUNet], None] | None = None,
                checkpoint_every: int = 0, data: LabeledImages | None = None,
-               init: ClassConditionalUNet | None = None) -> ClassConditionalUNet:
+               init: ClassConditionalUNet | None = None,
+               progress: Callable[[int, int, dict[str, float]], None] | None = None) -> ClassConditionalUNet:
     """Train a class-conditional DDPM with label dropout (null class) and EMA; return the EMA model.
 
     ``data`` and ``init`` let the retrain oracle reuse this exact loop for another model's
-    architecture and retain set (same recipe as the base model, fresh weights).
+    architecture and retain set (same recipe as the base model, fresh weights). ``progress`` replaces
+    the tqdm bar with the caller's progress(step, total, stats) callback.
     """
     from diffusers.training_utils import EMAModel
 
@@ -176,7 +178,8 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
     gen = torch.Generator().manual_seed(recipe.seed + 1)
     order = torch.randperm(len(data), generator=gen)
     pos = 0
-    bar = tqdm(range(recipe.steps), desc="train unet", disable=not show_progress, mininterval=2)
+    bar = tqdm(range(recipe.steps), desc="train unet", disable=not show_progress or progress is not None,
+               mininterval=2)
     for step in bar:
         if pos + recipe.batch_size > len(order):
             order, pos = torch.randperm(len(data), generator=gen), 0
@@ -194,6 +197,8 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
         ema.step(params)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        if progress is not None:
+            progress(step + 1, recipe.steps, {"loss": float(loss.detach())})
         if on_checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
             snap = model.clone()
             ema.copy_to(snap.parameters())
