@@ -104,6 +104,10 @@ class DiffusionModel(abc.ABC):
         """A deep copy that shares nothing with this model."""
 
     @abc.abstractmethod
+    def fresh(self, seed: int = 0) -> DiffusionModel:
+        """Same architecture and noise schedule, freshly initialised weights (for oracles and proxies)."""
+
+    @abc.abstractmethod
     def to(self, device: str | torch.device) -> DiffusionModel: ...
 
     @property

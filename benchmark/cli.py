@@ -1,4 +1,4 @@
-"""``unlearnbench`` command line: run | leaderboard | list | zoo.
+"""``unlearnbench`` command line: run | leaderboard | list | check-method | new-method | zoo.
 
 Bad input prints one ``unlearnbench: error: ...`` line to stderr and exits with status 2.
 """
@@ -42,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--no-write", action="store_true", help="print only; do not write leaderboard.md/.csv")
 
     sub.add_parser("list", help="list registered methods, metrics, scenarios and zoo entries")
+
+    chk = sub.add_parser("check-method", help="run the contract checks and the smoke tier on an adapter")
+    chk.add_argument("target", help="path/to/file.py[:Class] or package.module:Class")
+    chk.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="config override for the checks (repeatable); default: the card's smoke budget")
+    chk.add_argument("--out", type=Path, default=None, help="keep the smoke-tier records here")
+    chk.add_argument("--device", default="cpu")
+
+    new = sub.add_parser("new-method", help="write a ready-to-edit adapter file and its test")
+    new.add_argument("name")
+    new.add_argument("--dir", type=Path, default=Path("."), help="where to write (default: here)")
 
     zoo = sub.add_parser("zoo", help="reference weights: list, verify or train")
     zsub = zoo.add_subparsers(dest="zoo_command", required=True)
@@ -99,6 +110,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_method(args: argparse.Namespace) -> int:
+    from benchmark.submission import check_and_smoke, parse_overrides
+
+    results, _ = check_and_smoke(args.target, parse_overrides(args.overrides), args.out, args.device)
+    width = max(len(r.name) for r in results)
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.seconds:6.1f}s  {r.detail}")
+    failed = sum(not r.passed for r in results)
+    print(f"\n{len(results) - failed}/{len(results)} checks passed" + ("" if failed else "; ready to submit"))
+    return 1 if failed else 0
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    from benchmark.submission import new_method
+
+    paths = new_method(args.name, args.dir)
+    for p in paths:
+        print(f"wrote {p}")
+    print(f"next: edit {paths[0]}, then `unlearnbench check-method {paths[0]}` and `pytest {paths[1]}`")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from benchmark import zoo
     from benchmark.models.fingerprint import verify_sha256
@@ -135,7 +168,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo}
+    handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo,
+                "check-method": cmd_check_method, "new-method": cmd_new_method}
     try:
         return handlers[args.command](args)
     except UnlearnbenchError as exc:

@@ -140,6 +140,9 @@ for _name, _target in {
     "retrain": "methods.retrain:Retrain",
     "finetune": "methods.finetune:Finetune",
     "neggrad": "methods.neggrad:NegGrad",
+    "blindspot": "methods.blindspot:BlindSpot",
+    "selective_amnesia": "methods.selective_amnesia:SelectiveAmnesia",
+    "salun": "methods.salun:SalUn",
     "erasediff": "methods.erasediff:EraseDiff",
     "erasediff-fixed": "methods.erasediff:EraseDiffFixed",
 }.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,10 +122,9 @@ def _print(msg: str) -> None:
 
 
 def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
-    import torch
     from tqdm.auto import tqdm
 
-    from benchmark import zoo
+    from benchmark import cost, zoo
     from benchmark.api import EvalContext, UnlearnRequest
     from benchmark.data.mnist import mnist_splits
     from benchmark.sampling import SampleSpec, sample_classes, save_grid
@@ -153,15 +151,13 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             forget=forget, retain=retain, forget_target=run.forget_class,
             remap_targets=[c for c in range(sc.num_classes) if c != run.forget_class],
             num_classes=sc.num_classes, seed=run.seed, device=run.device, progress=bar, scenario=str(sc.path))
-        if run.device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
         timings: dict[str, float] = {}
-        t0 = time.time()
         try:
-            outcome = method.unlearn(base, request)
+            with cost.measure(run.device) as meter:
+                outcome = method.unlearn(base, request)
         finally:
             bar.close()
-        timings["unlearn"] = time.time() - t0
+        timings["unlearn"] = meter.seconds
         model = outcome.model.to(run.device).eval()
         fp = model.fingerprint()
         t0 = time.time()
@@ -177,8 +173,6 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             for v in METRICS.get(metric_name)().compute(ctx):
                 values[v.name] = v.to_dict()
         timings["metrics"] = time.time() - t0
-        peak = (torch.cuda.max_memory_allocated() / 2**20 if run.device.startswith("cuda")
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         record = new_record(
             scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,
                       "tier": run.tier, "forget_class": run.forget_class, "samples_per_class": tier.samples_per_class,
@@ -189,9 +183,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
                     "origin": METHODS.origin(cell.name), "paper": getattr(cell.cls, "paper", ""),
                     "config": _config_dict(cell.config)},
             model={"base_fingerprint": base_fp, "fingerprint": fp, "changed": fp != base_fp},
-            compute={"steps": outcome.steps, "unlearn_seconds": round(timings["unlearn"], 3), "device": run.device,
-                     "peak_memory_mb": round(peak, 1),
-                     "peak_memory_scope": "cuda max allocated" if run.device.startswith("cuda") else "process max RSS"},
+            compute={"steps": outcome.steps, "unlearn_seconds": round(meter.seconds, 3), **meter.to_dict()},
             timings={k: round(v, 3) for k, v in timings.items()},
             judges={judge.label: judge.sha256},
             metrics=values,

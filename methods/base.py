@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmark import cost
 from benchmark.api import (
     DiffusionModel,
     LabeledImages,
@@ -76,8 +77,18 @@ class FineTuningMethod(UnlearningMethod):
         raise NotImplementedError(f"{type(self).__name__} must implement loss() or compute_gradients()")
 
     def setup(self, model: DiffusionModel, request: UnlearnRequest, gen: torch.Generator) -> dict[str, Any]:
-        """Anything computed once before the loop (frozen copies, masks); returned as ``state``."""
+        """Anything computed once before the loop (frozen copies, masks, replay sets); returned as
+        ``state``. ``gen`` is a generator of its own, so setup never shifts the loop's batches.
+        ``state["stats"]``, if set, is merged into the run's statistics."""
         return {}
+
+    def training_sets(self, request: UnlearnRequest, state: dict[str, Any]) -> tuple[LabeledImages, LabeledImages]:
+        """The sets the loop draws its forget and retain batches from (default: D_f and D_r)."""
+        return request.forget, request.retain
+
+    def batch_sizes(self, forget: LabeledImages, retain: LabeledImages) -> tuple[int, int]:
+        """(forget batch, retain batch) per step; default ``batch_size`` for each."""
+        return self.config.batch_size, self.config.batch_size
 
     def compute_gradients(self, model: DiffusionModel, params: list[torch.nn.Parameter], batch: Batch,
                           state: dict[str, Any], gen: torch.Generator) -> dict[str, float]:
@@ -110,14 +121,31 @@ class FineTuningMethod(UnlearningMethod):
         params = student.parameters(cfg.params)
         for p in params:
             p.requires_grad_(True)
-        device = student.device
-        forget = BatchStream(request.forget, cfg.batch_size, gen)
-        retain = BatchStream(request.retain, cfg.batch_size, gen)
-        state = self.setup(student, request, gen)
+        with cost.phase("setup"):
+            state = self.setup(student, request, torch.Generator().manual_seed(request.seed + 1))
+        forget_data, retain_data = self.training_sets(request, state)
+        forget_bs, retain_bs = self.batch_sizes(forget_data, retain_data)
+        forget = BatchStream(forget_data, forget_bs, gen)
+        retain = BatchStream(retain_data, retain_bs, gen)
         opt = torch.optim.Adam(params, lr=cfg.lr)
         ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay else None
         logs: list[dict[str, float]] = []
         t0 = time.time()
+        with cost.phase("train"):
+            self._loop(student, params, opt, ema, forget, retain, state, gen, steps, request, logs)
+        if ema is not None:
+            ema.copy_to(params)
+        student.eval().requires_grad_(False)
+        stats = self.finalize_stats(logs)
+        stats["loop_seconds"] = round(time.time() - t0, 3)
+        stats.update(state.get("stats", {}))
+        return UnlearnOutcome(student, steps, stats)
+
+    def _loop(self, student: DiffusionModel, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer,
+              ema: Any, forget: BatchStream, retain: BatchStream, state: dict[str, Any], gen: torch.Generator,
+              steps: int, request: UnlearnRequest, logs: list[dict[str, float]]) -> None:
+        cfg = self.config
+        device = student.device
         for step in range(steps):
             batch = Batch(forget.next(device), retain.next(device))
             opt.zero_grad(set_to_none=True)
@@ -125,14 +153,9 @@ class FineTuningMethod(UnlearningMethod):
             if cfg.grad_clip:
                 row["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             opt.step()
+            cost.add(optimizer_steps=1)
             if ema is not None:
                 ema.step(params)
             logs.append(row)
             if request.progress is not None:
                 request.progress(step + 1, steps, row)
-        if ema is not None:
-            ema.copy_to(params)
-        student.eval().requires_grad_(False)
-        stats = self.finalize_stats(logs)
-        stats["loop_seconds"] = round(time.time() - t0, 3)
-        return UnlearnOutcome(student, steps, stats)

@@ -47,8 +47,7 @@ class Retrain(UnlearningMethod):
         recipe = dataclasses.replace(recipe, steps=steps)
         if self.config.batch_size is not None:
             recipe = dataclasses.replace(recipe, batch_size=self.config.batch_size)
-        fresh = ClassConditionalUNet.from_config(dict(model.unet.config), dict(model.scheduler.config),
-                                                 seed=recipe.seed).to(request.device)
+        fresh = model.fresh(seed=recipe.seed).to(request.device)
         oracle = train_unet(recipe, show_progress=True, data=request.retain, init=fresh, progress=request.progress)
         return UnlearnOutcome(oracle, steps=recipe.steps, stats={"source": "trained", "recipe": dataclasses.asdict(recipe)})
 

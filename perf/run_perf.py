@@ -1,11 +1,12 @@
 """Wall time of the smoke and quick tiers with a per-stage breakdown → docs/performance.md.
 
 Usage:  python perf/run_perf.py [--tiers smoke,quick] [--device cpu] [--out docs/performance.md]
+        [--skip-cost-ratios] [--keep DIR]
 
 Each tier runs in a fresh cache (cold: the original model's samples and the FID reference features
-are computed, as on a user's first run) and writes its records to a temp folder. Targets (issue #2):
-smoke ≤ 2 min, quick ≤ 8 min for original, retrain, finetune, neggrad, erasediff, erasediff-fixed
-on 2 CPU cores.
+are computed, as on a user's first run) and writes its records to a temp folder. Targets: smoke ≤ 2 min;
+quick ≤ 15 min for the whole embedded leaderboard (all nine methods) on 2 CPU cores. Then the cost of
+SA, SalUn and EraseDiff at their default budgets (perf/cost_ratios.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-TARGETS_S = {"smoke": 120, "quick": 480}
+TARGETS_S = {"smoke": 120, "quick": 900}
 MANUAL = "<!-- kept by perf/run_perf.py: everything below is maintained by hand -->"
 
 
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--tiers", default="smoke,quick")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default=None, help="comma-separated; default: the scenario's list")
+    ap.add_argument("--skip-cost-ratios", action="store_true", help="skip the default-budget cost ratios")
     ap.add_argument("--keep", type=Path, default=None, help="keep each tier's records in KEEP/<tier>")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "performance.md")
     args = ap.parse_args()
@@ -87,6 +89,16 @@ def main() -> None:
     from benchmark.atomic import write_text_atomic
 
     text = markdown(results, args.device)
+    if not args.skip_cost_ratios:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import cost_ratios
+
+        ratios = cost_ratios.cost_ratios(args.device)
+        print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "budget"} for k, v in ratios.items()
+                          if k != "phases"}, default=float))
+        text += "\n" + cost_ratios.markdown(ratios, args.device)
     if args.out.is_file() and MANUAL in args.out.read_text():
         text += "\n" + MANUAL + args.out.read_text().split(MANUAL, 1)[1]  # keep hand-kept sections
     write_text_atomic(args.out, text)

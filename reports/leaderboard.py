@@ -63,6 +63,12 @@ def tidy(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
                      "ci_high": None, "n": 1, "higher_is_better": False, "protocol": f"wall time on {rec['compute']['device']}"})
         rows.append({**base, "metric": "steps", "value": rec["compute"]["steps"], "ci_low": None, "ci_high": None,
                      "n": 1, "higher_is_better": None, "protocol": "optimiser steps"})
+        c = rec["compute"]
+        if "forward_images" in c:
+            rows.append({**base, "metric": "image_passes", "value": c["forward_images"] + c["backward_images"],
+                         "ci_low": None, "ci_high": None, "n": 1, "higher_is_better": False,
+                         "protocol": "UNet image passes during unlearning: forward + backward, incl. one-off "
+                                     "preparation (Fisher, replay sampling, proxy, saliency)"})
     return pd.DataFrame(rows)
 
 
@@ -100,6 +106,9 @@ def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFra
                        if m in sub.index else "–") for m in methods]
     secs = agg[agg.metric == "unlearn_seconds"].set_index("method")
     steps = agg[agg.metric == "steps"].set_index("method")
+    passes = agg[agg.metric == "image_passes"].set_index("method")
+    out["cost k-img fwd+bwd ↓"] = [f"{passes.loc[m, 'value'] / 1000:.1f}" if m in passes.index else "–"
+                                   for m in methods]
     out["unlearn time s ↓"] = [f"{secs.loc[m, 'value']:.1f}" if m in secs.index else "–" for m in methods]
     out["steps"] = [f"{int(steps.loc[m, 'value'])}" if m in steps.index else "–" for m in methods]
     seeds = agg.groupby("method")["seeds"].max()

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
+from benchmark.cost import count_eps
 from benchmark.models.fingerprint import verify_sha256
 
 
@@ -116,6 +117,10 @@ class ClassConditionalUNet(DiffusionModel):
     def clone(self) -> ClassConditionalUNet:
         return ClassConditionalUNet(copy.deepcopy(self.unet), copy.deepcopy(self.scheduler), self.num_classes)
 
+    def fresh(self, seed: int = 0) -> ClassConditionalUNet:
+        return ClassConditionalUNet.from_config(dict(self.unet.config), dict(self.scheduler.config),
+                                                seed=seed).to(self.device)
+
     def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
         named = list(self.unet.named_parameters())
         if subset == "all":
@@ -143,7 +148,9 @@ class ClassConditionalUNet(DiffusionModel):
         on_cuda = x_t.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
             out = self.unet(x_t, t, class_labels=cond).sample
-        return out.float()
+        out = out.float()
+        count_eps(out)
+        return out
 
     def alphas_cumprod(self) -> Tensor:
         return self._acp

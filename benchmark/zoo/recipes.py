@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from benchmark import cost
 from benchmark.api import LabeledImages
 from benchmark.data.mnist import NUM_CLASSES, mnist_splits
 from benchmark.judges import DigitCNN
@@ -193,6 +194,7 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
         opt.step()
+        cost.add(optimizer_steps=1)
         sched.step()
         ema.step(params)
         if step % 50 == 0:

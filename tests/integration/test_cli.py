@@ -11,7 +11,8 @@ import pytest
 
 from benchmark.cli import main
 
-SIX = ["original", "retrain", "finetune", "neggrad", "erasediff", "erasediff-fixed"]
+NINE = ["original", "retrain", "finetune", "neggrad", "blindspot", "selective_amnesia", "salun", "erasediff",
+        "erasediff-fixed"]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def smoke_run(tmp_path_factory):
 
 def test_smoke_tier_writes_one_record_per_method(smoke_run):
     records = {p.stem.split("__")[2]: json.loads(p.read_text()) for p in smoke_run.glob("mnist-class__*.json")}
-    assert sorted(records) == sorted(SIX)
+    assert sorted(records) == sorted(NINE)
     for name, rec in records.items():
         assert rec["schema_version"] == 1 and rec["scenario"]["tier"] == "smoke"
         assert rec["scenario"]["config_hash"] and rec["judges"]["mnist-judge"]
@@ -47,7 +48,7 @@ def test_rerun_skips_existing_cells_and_leaderboard_renders(smoke_run, capsys):
     assert main(["leaderboard", str(smoke_run), "--no-write"]) == 0
     text = capsys.readouterr().out
     assert "forget acc ↓ (n=8)" in text and "FID[mnist-judge] ↓" in text and "retain acc ↑ (n=72)" in text
-    for name in SIX:
+    for name in NINE:
         assert name in text
 
 
