@@ -37,6 +37,7 @@ class RunPlan:
     device: str
     out_dir: Path
     cells: list[MethodCell] = field(default_factory=list)
+    max_steps: int | None = None  # caps every method's optimiser steps (check-method's smoke run)
 
 
 def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget_class: int | None = None,
@@ -150,7 +151,8 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         request = UnlearnRequest(
             forget=forget, retain=retain, forget_target=run.forget_class,
             remap_targets=[c for c in range(sc.num_classes) if c != run.forget_class],
-            num_classes=sc.num_classes, seed=run.seed, device=run.device, progress=bar, scenario=str(sc.path))
+            num_classes=sc.num_classes, seed=run.seed, device=run.device, progress=bar, scenario=str(sc.path),
+            max_steps=run.max_steps)
         timings: dict[str, float] = {}
         try:
             with cost.measure(run.device) as meter:

@@ -58,8 +58,10 @@ def method_name(cls: type) -> str:
     return name
 
 
-def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu") -> dict[str, Any]:
-    """Run the smoke tier with ``original`` and the adapter; return the adapter's record."""
+def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu",
+              overrides: dict[str, Any] | None = None, max_steps: int = 4) -> dict[str, Any]:
+    """Run the smoke tier with ``original`` and the adapter (its config: the card's smoke budget, else
+    ``overrides``, steps capped at ``max_steps``); return both records."""
     import json
 
     from benchmark import runner
@@ -72,7 +74,10 @@ def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu") -
         METHODS.register(name, cls, origin="check-method")
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="unlearnbench-check-"))
     plan = runner.plan("mnist-class", ["original", name], None, "smoke", 0, device, out)
-    paths = runner.execute(plan, show_progress=False, log=lambda *_: None)
+    plan.max_steps = max_steps
+    if overrides:
+        plan.cells[-1].config = cls.make_config(overrides)
+    paths = runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
     records = {json.loads(p.read_text())["method"]["name"]: json.loads(p.read_text()) for p in paths}
     return {"records": records, "out": out}
 
@@ -84,12 +89,13 @@ def check_and_smoke(target: str, overrides: dict[str, Any], out_dir: Path | None
 
     cls = load_adapter(target)
     name = method_name(cls)
-    results = check_method(cls, overrides or _card_or_empty(name))
+    overrides = overrides or _card_or_empty(name)
+    results = check_method(cls, overrides)
     if not all(r.passed for r in results):
         return results, None
     t0 = time.time()
     try:
-        smoke = smoke_run(cls, name, out_dir, device)
+        smoke = smoke_run(cls, name, out_dir, device, overrides)
     except UnlearnbenchError:
         raise
     except Exception as exc:  # noqa: BLE001
