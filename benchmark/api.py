@@ -274,25 +274,101 @@ class Metric(abc.ABC):
 
 
 @dataclass
+class AttackBudget:
+    """Caps for one attack on one model: UNet image passes (forward / backward) and wall-clock seconds.
+    ``None`` means no cap. Attacks check ``exhausted()`` between units of work and stop cleanly."""
+
+    max_forward_images: int | None = None
+    max_backward_images: int | None = None
+    max_seconds: float | None = None
+
+    def exhausted(self, meter: Any, started: float) -> str:
+        """'' if within budget, else which cap was hit."""
+        import time
+
+        if self.max_forward_images is not None and meter.forward_images >= self.max_forward_images:
+            return f"forward-pass budget ({self.max_forward_images} images)"
+        if self.max_backward_images is not None and meter.backward_images >= self.max_backward_images:
+            return f"backward-pass budget ({self.max_backward_images} images)"
+        if self.max_seconds is not None and time.time() - started >= self.max_seconds:
+            return f"wall-clock cap ({self.max_seconds:g} s)"
+        return ""
+
+
+@dataclass
+class AttackContext:
+    """What an attack sees: the scenario's data and references, its judge, budget and seed.
+
+    ``reference_models`` maps "original" / "oracle" to models (the oracle may be absent);
+    ``cache`` is shared by all attacks of a run, so reference scores are computed once per fingerprint.
+    """
+
+    scenario: Any
+    tier: str
+    forget_class: int
+    members: LabeledImages
+    heldout: LabeledImages
+    judge: Judge
+    reference_models: dict[str, DiffusionModel]
+    config: dict[str, Any] = field(default_factory=dict)
+    budget: AttackBudget = field(default_factory=AttackBudget)
+    seed: int = 0
+    device: str = "cpu"
+    guidance: float = 2.0
+    sample_steps: int = 25
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass
 class AttackResult:
     status: Literal["ok", "skipped", "failed"]
     values: dict[str, MetricValue] = field(default_factory=dict)
     reason: str = ""
     per_item: list[dict[str, Any]] = field(default_factory=list)
+    conventions: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "conventions": self.conventions,
+                "values": {k: v.to_dict() for k, v in self.values.items()}}
 
 
 class Attack(abc.ABC):
-    """An audit attack on a (possibly unlearned) model; see shared/specs/attacks.md."""
+    """An audit attack on a (possibly unlearned) model; see shared/specs/attacks.md.
 
+    ``run`` must not mutate ``model``, must be deterministic under ``context.seed``, must respect
+    ``context.budget`` and returns ``skipped`` (with a reason) when the model lacks a capability in
+    ``requires``. ``Config`` holds the attack's defaults; scenario cards override them per tier.
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
     family: ClassVar[str] = ""
     threat_model: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
+    tracks: ClassVar[frozenset[str]] = frozenset({"class"})
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, config: Any | None = None, **overrides: Any):
+        base = config if config is not None else self.Config()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+
+    @classmethod
+    def make_config(cls, values: dict[str, Any] | None = None) -> Any:
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no config option(s) {unknown}; known: {sorted(known)}")
+        return cls.Config(**values)
 
     def missing_capabilities(self, model: DiffusionModel) -> set[str]:
         return set(self.requires) - set(model.capabilities)
 
     @abc.abstractmethod
-    def run(self, model: DiffusionModel, context: Any) -> AttackResult: ...
+    def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult: ...
 
 
 def iter_batches(n: int, batch_size: int) -> Iterable[slice]:

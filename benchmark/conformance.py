@@ -147,3 +147,127 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
     run("respects max_steps, reports progress", budget)
     run("unsupported track is a clear error", unsupported)
     return results
+
+
+# -- attacks -------------------------------------------------------------------------------------------
+
+def tiny_attack_context(forget_class: int = 3, per_class: int = 12, budget: Any = None, seed: int = 0) -> Any:
+    """A small AttackContext: tiny random UNets as the original and oracle, a few images per class, the
+    shipped judge. Enough to exercise an attack's plumbing in seconds, not to measure it."""
+    from benchmark import zoo
+    from benchmark.api import AttackBudget, AttackContext
+    from benchmark.data.mnist import mnist_splits
+    from benchmark.scenarios import load_scenario
+
+    splits = mnist_splits()
+
+    def few(data: LabeledImages) -> LabeledImages:
+        keep = torch.cat([torch.nonzero(data.y == c).flatten()[:per_class] for c in range(10)])
+        return LabeledImages(data.x[keep], data.y[keep])
+
+    return AttackContext(scenario=load_scenario("mnist-class"), tier="smoke", forget_class=forget_class,
+                         members=few(splits.members), heldout=few(splits.heldout), judge=zoo.load_judge(),
+                         reference_models={"original": tiny_model(0), "oracle": tiny_model(1)},
+                         budget=budget or AttackBudget(), seed=seed, sample_steps=4)
+
+
+def attack_smoke_overrides(name: str, scenario: str = "mnist-class") -> dict[str, Any]:
+    """The attack's smoke-tier settings from the scenario card ({} if the card does not list it)."""
+    from benchmark.scenarios import load_scenario
+
+    return load_scenario(scenario).attack_config("smoke", name)
+
+
+class _WithoutCapabilities:
+    """A model proxy that advertises no capabilities, to check that attacks skip cleanly."""
+
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, model: Any):
+        self._model = model
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._model, item)
+
+
+def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[CheckResult]:
+    """Run the attack contract checks on ``cls`` (shared/specs/attacks.md); reports, never raises."""
+    from benchmark import cost
+    from benchmark.api import Attack, AttackBudget, AttackResult, MetricValue
+
+    results: list[CheckResult] = []
+
+    def run(name: str, fn: Callable[[], str | None]) -> bool:
+        t0 = time.time()
+        try:
+            results.append(CheckResult(name, True, fn() or "", time.time() - t0))
+            return True
+        except Exception as exc:  # noqa: BLE001 - a check reports whatever the attack raised
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} ({where.filename.split('/')[-1]}:"
+                                                     f"{where.lineno})", time.time() - t0))
+            return False
+
+    def declares() -> str:
+        assert isinstance(cls, type) and issubclass(cls, Attack), "not a subclass of Attack"
+        assert cls.name and cls.paper and cls.family and cls.threat_model, "set name, paper, family, threat_model"
+        assert dataclasses.is_dataclass(cls.Config), "`Config` must be a dataclass"
+        try:
+            cls.make_config({"definitely_not_an_option": 1})
+        except ValueError:
+            return f"{cls.family}; requires {', '.join(sorted(cls.requires)) or 'nothing'}"
+        raise AssertionError("make_config accepted an unknown option")
+
+    if not run("declares name, paper, family, Config", declares):
+        return results
+    config = cls.make_config(overrides or {})
+    model = tiny_model(2)
+    before = model.fingerprint()
+    out: dict[str, Any] = {}
+
+    def runs() -> str:
+        with cost.measure("cpu") as meter:
+            result = cls(config).run(model, tiny_attack_context())
+        assert isinstance(result, AttackResult), f"run must return AttackResult, got {type(result).__name__}"
+        assert result.status == "ok", f"status {result.status}: {result.reason}"
+        assert result.values, "no values"
+        for key, v in result.values.items():
+            assert isinstance(v, MetricValue) and v.n > 0 and v.protocol, f"value {key!r} lacks n or protocol"
+            assert v.value == v.value, f"value {key!r} is NaN"
+        out["result"], out["forward"] = result, meter.forward_images
+        return f"{', '.join(result.values)}; {meter.forward_images} forward images"
+
+    if not run("runs on a tiny model, values carry n and protocol", runs):
+        return results
+
+    def untouched() -> str:
+        assert model.fingerprint() == before, "the attacked model's weights changed"
+        return ""
+
+    def deterministic() -> str:
+        again = cls(config).run(model, tiny_attack_context())
+        first = {k: v.value for k, v in out["result"].values.items()}
+        second = {k: v.value for k, v in again.values.items()}
+        assert first == second, f"same seed gave different values: {first} vs {second}"
+        return ""
+
+    def budget() -> str:
+        with cost.measure("cpu") as meter:
+            result = cls(config).run(model, tiny_attack_context(budget=AttackBudget(max_seconds=0)))
+        said = result.reason + " ".join(str((v.extra or {}).get("stopped_by", "")) for v in result.values.values())
+        assert "cap" in said or "budget" in said, f"an exhausted budget was not reported (status {result.status})"
+        assert meter.forward_images < out["forward"], "did as much work with an exhausted budget as without"
+        return f"{result.status}: {said.strip()[:80]}"
+
+    def skips() -> str:
+        if not cls.requires:
+            return "requires nothing"
+        result = cls(config).run(_WithoutCapabilities(model), tiny_attack_context())
+        assert result.status == "skipped" and result.reason, f"status {result.status}, reason {result.reason!r}"
+        return result.reason
+
+    run("leaves the model untouched", untouched)
+    run("same seed → same values", deterministic)
+    run("stops at an exhausted budget and says so", budget)
+    run("skips a model without the needed capabilities", skips)
+    return results

@@ -154,5 +154,14 @@ for _name, _target in {
 }.items():
     METRICS.register(_name, _target)
 
+for _name, _target in {
+    "loss_threshold": "attacks.mia.loss_threshold:LossThreshold",
+    "secmi": "attacks.mia.secmi:SecMI",
+    "pia": "attacks.mia.pia:PIA",
+    "class_inversion": "attacks.inversion.class_embedding:ClassEmbeddingInversion",
+    "relearning": "attacks.inversion.relearning:Relearning",
+}.items():
+    ATTACKS.register(_name, _target)
+
 JUDGES.register("classifier", "benchmark.judges:ClassifierJudge")
 SCENARIOS.register("mnist-class", "benchmark.scenarios:MNIST_CLASS")

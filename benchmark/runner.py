@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import UnlearnbenchError
-from benchmark.registry import METHODS, METRICS
+from benchmark.registry import ATTACKS, METHODS, METRICS
 from benchmark.results import environment, new_record, record_filename, write_record
 from benchmark.scenarios import Scenario, load_scenario
 
@@ -37,11 +37,14 @@ class RunPlan:
     device: str
     out_dir: Path
     cells: list[MethodCell] = field(default_factory=list)
+    attacks: list[MethodCell] = field(default_factory=list)
     max_steps: int | None = None  # caps every method's optimiser steps (check-method's smoke run)
 
 
 def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget_class: int | None = None,
-         tier: str = "quick", seed: int = 0, device: str = "cpu", out_dir: str | Path = "results") -> RunPlan:
+         tier: str = "quick", seed: int = 0, device: str = "cpu", out_dir: str | Path = "results",
+         attacks: list[str] | None = None) -> RunPlan:
+    """Validate everything and return the run; ``attacks`` None = the card's list, [] = none."""
     from benchmark.data.mnist import check_class
 
     sc = load_scenario(scenario)
@@ -66,6 +69,13 @@ def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget
         run.cells.append(MethodCell(name, cls, config))
     for metric in sc.metrics:
         METRICS.get(metric)
+    for name in (list(sc.attacks) if attacks is None else list(attacks)):
+        cls = ATTACKS.get(name)
+        try:
+            config = cls.make_config(sc.attack_config(tier, name))
+        except (TypeError, ValueError) as exc:
+            raise UnlearnbenchError(f"attack {name!r}: {exc}") from exc
+        run.attacks.append(MethodCell(name, cls, config))
     return run
 
 
@@ -85,15 +95,18 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
 
 
-def _existing(path: Path, sc: Scenario, cell: MethodCell) -> bool:
+def _existing(path: Path, sc: Scenario, cell: MethodCell, attacks: list[MethodCell]) -> bool:
     if not path.is_file():
         return False
     try:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    wanted = {a.name: json.loads(json.dumps(_config_dict(a.config))) for a in attacks}
+    have = {name: entry.get("config") for name, entry in (rec.get("attacks") or {}).items()}
     return (rec.get("scenario", {}).get("config_hash") == sc.config_hash
-            and rec.get("method", {}).get("config") == json.loads(json.dumps(_config_dict(cell.config))))
+            and rec.get("method", {}).get("config") == json.loads(json.dumps(_config_dict(cell.config)))
+            and have == wanted)
 
 
 class _Bar:
@@ -139,10 +152,11 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     forget, retain = splits.forget_retain(run.forget_class)
     spec = SampleSpec(tuple(range(sc.num_classes)), tier.samples_per_class, tier.ddim_steps, sc.guidance, run.seed)
     cache = zoo.cache_dir()
+    attack_ctx = _attack_context(run, splits, judge, base, log) if run.attacks else None
     written = []
     for cell in run.cells:
         path = run.out_dir / record_filename(sc.name, run.forget_class, cell.name, run.seed, run.tier)
-        if not force and _existing(path, sc, cell):
+        if not force and _existing(path, sc, cell, run.attacks):
             log(f"[{cell.name}] record exists, skipped (use --force to recompute): {path}")
             written.append(path)
             continue
@@ -175,6 +189,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             for v in METRICS.get(metric_name)().compute(ctx):
                 values[v.name] = v.to_dict()
         timings["metrics"] = time.time() - t0
+        attack_results = _run_attacks(run, attack_ctx, model, path, show_progress, timings)
         record = new_record(
             scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,
                       "tier": run.tier, "forget_class": run.forget_class, "samples_per_class": tier.samples_per_class,
@@ -190,7 +205,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             judges={judge.label: judge.sha256},
             metrics=values,
             method_stats=outcome.stats,
-            attacks={},
+            attacks=attack_results,
             artifacts={"sample_grid": grid.name},
             environment=environment(run.device),
         )
@@ -201,3 +216,55 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             f"FID[{judge.label}] {fid.get('value', float('nan')):.2f} (n={fid.get('n')}), "
             f"unlearn {timings['unlearn']:.1f}s, sample {timings['sampling']:.1f}s → {path}")
     return written
+
+
+def _attack_context(run: RunPlan, splits: Any, judge: Any, base: Any, log: Any) -> Any:
+    from benchmark import zoo
+    from benchmark.api import AttackBudget, AttackContext
+
+    sc, tier = run.scenario, run.scenario.tier(run.tier)
+    refs = {"original": base}
+    oracle_name = f"mnist-unet-retrain-c{run.forget_class}"
+    if zoo.locate(oracle_name) is not None:
+        sha = ((sc.models.get("oracles") or {}).get(run.forget_class) or {}).get("sha256")
+        refs["oracle"] = zoo.load_unet(oracle_name, sha).to(run.device)
+    else:
+        log(f"note: no oracle for class {run.forget_class} in the zoo or cache, so attack gaps to the oracle are "
+            f"omitted (build it with `unlearnbench zoo train {oracle_name}` or run the retrain method first)")
+    budget = AttackBudget(**tier.attack_budget)
+    return AttackContext(scenario=sc, tier=run.tier, forget_class=run.forget_class, members=splits.members,
+                         heldout=splits.heldout, judge=judge, reference_models=refs, budget=budget, seed=run.seed,
+                         device=run.device, guidance=sc.guidance, sample_steps=tier.ddim_steps)
+
+
+def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_progress: bool,
+                 timings: dict[str, float]) -> dict[str, Any]:
+    """Run every planned attack on ``model``; per-item rows go to ``<record>.attacks/<attack>.csv``."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from benchmark import cost
+    from benchmark.api import AttackResult
+    from benchmark.atomic import write_text_atomic
+
+    out: dict[str, Any] = {}
+    if ctx is None:
+        return out
+    t0 = time.time()
+    for cell in tqdm(run.attacks, desc="attacks", leave=False, disable=not show_progress):
+        attack = cell.cls(cell.config)
+        with cost.measure(run.device) as meter:
+            try:
+                result = attack.run(model, ctx)
+            except Exception as exc:  # noqa: BLE001 - one broken attack must not lose the record
+                result = AttackResult("failed", reason=f"{type(exc).__name__}: {exc}")
+        entry = result.to_dict()
+        entry["config"] = _config_dict(cell.config)
+        entry["cost"] = meter.to_dict()
+        if result.per_item:
+            item_path = record_path.with_suffix(".attacks") / f"{cell.name}.csv"
+            write_text_atomic(item_path, pd.DataFrame(result.per_item).to_csv(index=False))
+            entry["per_item_file"] = f"{item_path.parent.name}/{item_path.name}"
+        out[cell.name] = entry
+    timings["attacks"] = time.time() - t0
+    return out

@@ -69,6 +69,12 @@ def tidy(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
                          "ci_low": None, "ci_high": None, "n": 1, "higher_is_better": False,
                          "protocol": "UNet image passes during unlearning: forward + backward, incl. one-off "
                                      "preparation (Fisher, replay sampling, proxy, saliency)"})
+        for attack, entry in (rec.get("attacks") or {}).items():
+            for key, m in (entry.get("values") or {}).items():
+                ci = m.get("ci") or [None, None]
+                rows.append({**base, "metric": f"{attack}.{key}", "value": m["value"], "ci_low": ci[0],
+                             "ci_high": ci[1], "n": m["n"], "higher_is_better": m.get("higher_is_better"),
+                             "protocol": m.get("protocol", "")})
     return pd.DataFrame(rows)
 
 
@@ -116,6 +122,92 @@ def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFra
     return out
 
 
+MIA_LABELS = {"loss_threshold": "LT", "secmi": "SecMI", "pia": "PIA"}
+
+
+def _attack_status(records: Sequence[dict[str, Any]], method: str, attack: str) -> str:
+    """'' when some seed ran ``attack`` for ``method``, else its status (skipped/failed) or '–'."""
+    entries = [r.get("attacks", {}).get(attack) for r in records if r["method"]["name"] == method]
+    entries = [e for e in entries if e]
+    if any(e["status"] == "ok" for e in entries):
+        return ""
+    return entries[0]["status"] if entries else "–"
+
+
+def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
+    """Attack columns of one comparable group, each read against the retrained oracle.
+
+    MIA: forget-set AUC [CI] and the signed gap Δ to the oracle's AUC (both signs leak). Inversion:
+    recovery rate [CI] and its excess over the oracle's. Relearning: steps until the judge sees the class
+    again (≥ = censored) — fewer than the oracle leaks. The last column ranks methods by closeness to
+    the oracle: the mean, over the attacks present, of each method's rank by |Δ AUC|, recovery excess and
+    relearning shortfall (1 = closest). Returns None when no record carries attacks.
+    """
+    attacks = sorted({a for r in records for a in (r.get("attacks") or {})},
+                     key=lambda a: (list(MIA_LABELS) + ["class_inversion", "relearning"] + [a]).index(a))
+    if not attacks:
+        return None
+    agg = tidy(records).groupby(["method", "metric"]).agg(value=("value", "mean"), ci_low=("ci_low", "mean"),
+                                                           ci_high=("ci_high", "mean"), n=("n", "max"))
+    methods = _order(agg.index.get_level_values(0).unique().tolist())
+
+    def get(method: str, metric: str, field: str = "value") -> float | None:
+        return float(agg.loc[(method, metric), field]) if (method, metric) in agg.index else None
+
+    def ref(metric: str) -> float | None:
+        vals = [get(m, metric) for m in methods if get(m, metric) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    out = pd.DataFrame(index=pd.Index(methods, name="method"))
+    distance: dict[str, pd.Series] = {}
+    for attack in attacks:
+        if attack in MIA_LABELS or attack == "class_inversion":
+            mia = attack in MIA_LABELS
+            key, gap_key = (("auc_forget", "auc_forget_gap") if mia else ("recovery_rate", "recovery_gap"))
+            oracle = ref(f"{attack}.{key}_oracle")
+            ns = {int(get(m, f"{attack}.{key}", "n")) for m in methods if get(m, f"{attack}.{key}") is not None}
+            head = (f"{MIA_LABELS[attack]} AUC forget" if mia else "inversion recovery ↓")
+            ref_text = f"oracle {oracle:.2f}" if oracle is not None else "no oracle"
+            n_text = f"n={ns.pop()}" if len(ns) == 1 else "n varies"
+            cells, dist = [], {}
+            for m in methods:
+                value = get(m, f"{attack}.{key}")
+                if value is None:
+                    cells.append(_attack_status(records, m, attack) or "–")
+                    continue
+                text = _fmt(value, get(m, f"{attack}.{key}", "ci_low"), get(m, f"{attack}.{key}", "ci_high"), 2, True)
+                gap = get(m, f"{attack}.{gap_key}")
+                if gap is not None:
+                    text += f" Δ{gap:+.2f}"
+                    dist[m] = abs(gap) if mia else max(gap, 0.0)
+                cells.append(text)
+            out[f"{head} ({ref_text}, {n_text})"] = cells
+            if dist:
+                distance[attack] = pd.Series(dist)
+        elif attack == "relearning":
+            oracle = ref("relearning.relearn_steps_oracle")
+            cells, dist = [], {}
+            for m in methods:
+                value = get(m, "relearning.relearn_steps")
+                if value is None:
+                    cells.append(_attack_status(records, m, attack) or "–")
+                    continue
+                censored = any((r.get("attacks", {}).get(attack, {}).get("values", {}).get("relearn_steps", {})
+                                .get("extra") or {}).get("censored") for r in records if r["method"]["name"] == m)
+                cells.append(f"{'≥' if censored else ''}{value:.0f}")
+                if oracle:
+                    dist[m] = max(oracle - value, 0.0) / oracle
+            ref_text = f"oracle {oracle:.0f}" if oracle is not None else "no oracle"
+            out[f"relearn steps ↑ ({ref_text})"] = cells
+            if dist:
+                distance[attack] = pd.Series(dist)
+    if distance:
+        ranks = pd.DataFrame({a: d.rank(method="min") for a, d in distance.items()})
+        mean_rank = ranks.mean(axis=1)
+        out["oracle-closeness rank ↓"] = [f"{mean_rank[m]:.1f}" if m in mean_rank.index else "–" for m in methods]
+    return out
+
+
 def caption(records: Sequence[dict[str, Any]]) -> str:
     s = records[0]["scenario"]
     judges = ", ".join(f"{k} sha256:{v[:12]}" for k, v in records[0].get("judges", {}).items())
@@ -141,11 +233,16 @@ def render(records: Sequence[dict[str, Any]], out_dir: Path | None = None) -> st
     for grp in groups(records):
         tab = table(grp)
         cap = caption(grp)
-        texts.append(cap + "\n" + tab.to_markdown(tablefmt="simple"))
+        att = attack_table(grp)
+        att_cap = ("attacks (scored against the retrained oracle; Δ = model − oracle; see each record's "
+                   "attacks.*.values for protocols, TPR@FPR and ROC points)")
+        texts.append(cap + "\n" + tab.to_markdown(tablefmt="simple")
+                     + ("" if att is None else f"\n\n{att_cap}\n" + att.to_markdown(tablefmt="simple")))
         grids = {r["method"]["name"]: r.get("artifacts", {}).get("sample_grid") for r in grp}
         gallery = "".join(f"\n<details><summary>{m} samples (one row per class)</summary>\n\n![{m}]({grids[m]})\n"
                           "</details>\n" for m in _order(list(grids)) if grids[m])
-        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n" + gallery)
+        att_md = "" if att is None else f"\n*{att_cap}*\n\n" + att.to_markdown() + "\n"
+        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n" + att_md + gallery)
         tidies.append(tidy(grp))
     if out_dir is not None:
         out_dir = Path(out_dir)

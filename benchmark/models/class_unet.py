@@ -133,6 +133,8 @@ class ClassConditionalUNet(DiffusionModel):
         raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")
 
     def encode(self, conditions: Any) -> Tensor:
+        if torch.is_tensor(conditions) and conditions.is_floating_point():
+            return conditions.to(self.device)  # already an embedding vector
         ids = torch.as_tensor(conditions, dtype=torch.long, device=self.device).reshape(-1)
         if len(ids) and (int(ids.min()) < 0 or int(ids.max()) > self.num_classes):
             raise ValueError(f"class ids must be in 0..{self.num_classes} ({self.num_classes} = null)")
@@ -162,8 +164,14 @@ class ClassConditionalUNet(DiffusionModel):
     @torch.no_grad()
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,
                progress: Any = None) -> Tensor:
-        """DDIM (η=0) samples with CFG. Noise for item i depends only on (seed, i): batch-size independent."""
-        ids = torch.as_tensor(conditions, dtype=torch.long).reshape(-1)
+        """DDIM (η=0) samples with CFG. Noise for item i depends only on (seed, i): batch-size independent.
+
+        ``conditions``: class ids, or a float N×D tensor of ready-made class-embedding vectors (e.g. an
+        inverted embedding)."""
+        if torch.is_tensor(conditions) and conditions.is_floating_point():
+            ids = conditions.detach()
+        else:
+            ids = torch.as_tensor(conditions, dtype=torch.long).reshape(-1)
         gen = torch.Generator().manual_seed(seed)
         shape = (self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         noise = torch.randn((len(ids), *shape), generator=gen)
@@ -176,7 +184,8 @@ class ClassConditionalUNet(DiffusionModel):
         out = []
         for start in range(0, len(ids), batch_size):
             x = noise[start:start + batch_size].to(self.device)
-            cond = self.encode(ids[start:start + batch_size])
+            chunk = ids[start:start + batch_size]
+            cond = chunk.to(self.device) if chunk.is_floating_point() else self.encode(chunk)
             both = torch.cat([self.null_condition(len(x)), cond])
             for t in ddim.timesteps:
                 e_u, e_c = self.eps(torch.cat([x, x]), t.to(self.device), both).chunk(2)

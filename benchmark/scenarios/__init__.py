@@ -30,6 +30,8 @@ class TierSpec:
     samples_per_class: int
     ddim_steps: int
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attack_budget: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Scenario:
     data: dict[str, Any]
     models: dict[str, Any]
     metrics: tuple[str, ...]
+    attacks: tuple[str, ...]
     default_methods: tuple[str, ...]
     tiers: dict[str, TierSpec]
     raw: dict[str, Any]
@@ -57,6 +60,9 @@ class Scenario:
         if name not in self.tiers:
             raise UnlearnbenchError(f"scenario {self.name!r} has no tier {name!r} (tiers: {', '.join(self.tiers)})")
         return self.tiers[name]
+
+    def attack_config(self, tier: str, attack: str) -> dict[str, Any]:
+        return dict(self.tier(tier).attacks.get(attack, {}))
 
     def method_config(self, tier: str, method: str) -> dict[str, Any]:
         """The card's overrides for ``method`` at ``tier`` (``erasediff-fixed`` inherits ``erasediff``'s)."""
@@ -86,12 +92,14 @@ def load_card(path: str | Path) -> Scenario:
     for tname, t in raw["tiers"].items():
         if tname not in TIERS:
             raise UnlearnbenchError(f"scenario card {path}: unknown tier {tname!r} (use {', '.join(TIERS)})")
-        tiers[tname] = TierSpec(tname, int(t["samples_per_class"]), int(t["ddim_steps"]), dict(t.get("methods") or {}))
+        tiers[tname] = TierSpec(tname, int(t["samples_per_class"]), int(t["ddim_steps"]), dict(t.get("methods") or {}),
+                                dict(t.get("attacks") or {}), dict(t.get("attack_budget") or {}))
     return Scenario(
         name=raw["name"], version=int(raw["version"]), track=raw["track"], description=raw.get("description", ""),
         num_classes=int(raw["num_classes"]), forget_class=int(raw["forget_class"]),
         guidance=float(raw.get("sampling", {}).get("guidance", 2.0)), data=dict(raw.get("data", {})),
         models=dict(raw["models"]), metrics=tuple(raw.get("metrics", ("classifier", "fidelity"))),
+        attacks=tuple(raw.get("attacks") or ()),
         default_methods=tuple(raw.get("default_methods", ())), tiers=tiers, raw=raw, path=path,
     )
 

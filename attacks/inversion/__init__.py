@@ -1,0 +1,1 @@
+"""Model inversion / concept recovery: class-embedding inversion and the relearning attack."""

@@ -1,0 +1,102 @@
+"""Class-embedding inversion: can the forgotten class be recalled through a fresh conditioning vector?
+
+The model is frozen; a new vector with the shape of one class embedding is optimised with the ordinary
+denoising loss on a few images of the forgotten class (default 25), as textual inversion does for a
+token (Gal et al., ICLR 2023; used against erased models by Pham et al., "Circumventing Concept Erasure
+Methods for Text-to-Image Generative Models", ICLR 2024). Samples drawn with that vector (CFG against
+the null class) are judged: recovery rate = share the judge assigns to the forgotten class. A model
+that truly lost the class should be as hard to invert as the retrained oracle.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from attacks.inversion.common import attack_images, judged_recovery
+from benchmark import cost
+from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
+from benchmark.metrics.stats import bootstrap_ci
+
+
+@dataclass
+class ClassInversionConfig:
+    n_images: int = 25
+    steps: int = 300
+    batch_size: int = 25
+    lr: float = 5e-2
+    n_samples: int = 100
+    init: str = "null"  # "null" (the unconditional embedding) or "random"
+
+
+class ClassEmbeddingInversion(Attack):
+    name = "class_inversion"
+    paper = ("Pham et al., Circumventing Concept Erasure Methods for Text-to-Image Generative Models, ICLR 2024 "
+             "(concept inversion), adapted to class embeddings")
+    family = "inversion"
+    threat_model = "white-box gradients through the frozen model; a few images of the forgotten class"
+    requires = frozenset({"cond_vector", "grad", "class_cond"})
+    Config = ClassInversionConfig
+    config: ClassInversionConfig
+
+    def invert(self, model: DiffusionModel, context: AttackContext, started: float,
+               meter: cost.CostMeter) -> tuple[torch.Tensor, list[float], str]:
+        """Optimise a vector against frozen ``model``; return (recovered 0/1 per sample, losses, stop reason)."""
+        cfg = self.config
+        images = attack_images(context, cfg.n_images)
+        gen = torch.Generator().manual_seed(context.seed + 23)
+        frozen = model.clone().to(model.device).eval().requires_grad_(False)
+        with torch.no_grad():
+            null = frozen.null_condition(1)
+            start = null if cfg.init == "null" else torch.randn(null.shape, generator=gen).to(null.device) * null.std()
+        vector = start.clone().requires_grad_(True)
+        opt = torch.optim.Adam([vector], lr=cfg.lr)
+        losses: list[float] = []
+        stopped = ""
+        for _ in range(cfg.steps):
+            stopped = context.budget.exhausted(meter, started)
+            if stopped:
+                break
+            idx = torch.randint(0, len(images), (min(cfg.batch_size, len(images)),), generator=gen)
+            x0 = images.x[idx].to(frozen.device)
+            loss = frozen.loss(x0, vector.expand(len(idx), -1), generator=gen).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        recovered = judged_recovery(frozen, vector.detach().expand(cfg.n_samples, -1), context, context.seed + 29)
+        return recovered, losses, stopped
+
+    def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
+        missing = self.missing_capabilities(model)
+        if missing:
+            return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
+        cfg = self.config
+        started, meter = time.time(), cost.active() or cost.CostMeter()
+        recovered, losses, stopped = self.invert(model, context, started, meter)
+        proto = (f"share of {cfg.n_samples} samples (CFG w={context.guidance}, DDIM {context.sample_steps}) from the "
+                 f"inverted vector judged class {context.forget_class}; up to {cfg.steps} Adam steps (lr {cfg.lr}) "
+                 f"on {cfg.n_images} forget-class images; CI: bootstrap")
+        rate = float(recovered.mean())
+        values = {"recovery_rate": MetricValue(
+            "recovery_rate", rate, cfg.n_samples, None, bootstrap_ci(recovered.numpy()), proto,
+            {"steps": len(losses), "final_loss": losses[-1] if losses else None,
+             "stopped_by": stopped or "step budget"})}
+        for ref_name, ref_model in context.reference_models.items():
+            key = (self.name, repr(cfg), context.seed, context.forget_class, ref_model.fingerprint())
+            if key not in context.cache:
+                context.cache[key] = self.invert(ref_model, context, started, meter)
+            ref_recovered = context.cache[key][0]
+            values[f"recovery_rate_{ref_name}"] = MetricValue(
+                f"recovery_rate_{ref_name}", float(ref_recovered.mean()), cfg.n_samples, None,
+                bootstrap_ci(ref_recovered.numpy()), proto + f"; the {ref_name} model")
+        if "recovery_rate_oracle" in values:
+            values["recovery_gap"] = MetricValue(
+                "recovery_gap", rate - values["recovery_rate_oracle"].value, cfg.n_samples, None, None,
+                "model recovery rate − oracle recovery rate (0 = as hard to invert as the oracle)")
+        per_item = [{"step": i, "loss": v} for i, v in enumerate(losses)]
+        return AttackResult("ok", values, per_item=per_item,
+                            conventions={"init": cfg.init, "lr": cfg.lr, "n_images": cfg.n_images,
+                                         "judge": context.judge.label, "judge_sha256": context.judge.sha256})

@@ -1,0 +1,1 @@
+"""Membership inference attacks: a template base (base.py) and one file per per-sample score."""

@@ -1,0 +1,29 @@
+"""Run the shared attack contract checks (benchmark.conformance.check_attack) over every registered attack."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.conformance import attack_smoke_overrides, check_attack
+from benchmark.registry import ATTACKS
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_attack_meets_the_contract(name):
+    results = check_attack(ATTACKS.get(name), attack_smoke_overrides(name))
+    failed = [f"{r.name}: {r.detail}" for r in results if not r.passed]
+    assert not failed, "\n".join(failed)
+    assert len(results) == 6
+
+
+def test_an_attack_that_ignores_its_budget_is_reported():
+    from attacks.mia.loss_threshold import LossThreshold
+
+    class Greedy(LossThreshold):
+        def _scores(self, model, data, split_id, seed, context, started, meter):
+            context.budget.max_seconds = None  # pretends there is no cap
+            return super()._scores(model, data, split_id, seed, context, started, meter)
+
+    results = {r.name: r for r in check_attack(Greedy, {"include_all_classes": False})}
+    assert not results["stops at an exhausted budget and says so"].passed
+    assert results["same seed → same values"].passed
