@@ -20,6 +20,15 @@ def _methods_arg(text: str) -> list[str]:
     return names
 
 
+def _attacks_arg(text: str) -> list[str]:
+    if text.strip().lower() == "none":
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("--attacks needs at least one name, or 'none'")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearnbench", description="Benchmark and audit unlearning in diffusion models.")
     p.add_argument("--version", action="version", version=f"unlearnbench {__version__}")
@@ -29,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", default="mnist-class", help="registered scenario name or path to a YAML card")
     run.add_argument("--methods", type=_methods_arg, default=None,
                      help="comma-separated method names (default: the scenario's list)")
+    run.add_argument("--attacks", type=_attacks_arg, default=None,
+                     help="comma-separated attack names, or 'none' (default: the scenario's list)")
     run.add_argument("--forget-class", type=int, default=None, help="class to forget (default: the card's)")
     run.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
     run.add_argument("--seed", type=int, default=0)
@@ -73,7 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.results import validate_record
     from reports.leaderboard import render
 
-    plan = runner.plan(args.scenario, args.methods, args.forget_class, args.tier, args.seed, args.device, args.out)
+    plan = runner.plan(args.scenario, args.methods, args.forget_class, args.tier, args.seed, args.device, args.out,
+                       attacks=args.attacks)
     paths = runner.execute(plan, show_progress=not args.no_progress, force=args.force)
     records = [validate_record(json.loads(p.read_text()), str(p)) for p in paths]
     print()

@@ -103,10 +103,23 @@ def _existing(path: Path, sc: Scenario, cell: MethodCell, attacks: list[MethodCe
     except (OSError, json.JSONDecodeError):
         return False
     wanted = {a.name: json.loads(json.dumps(_config_dict(a.config))) for a in attacks}
-    have = {name: entry.get("config") for name, entry in (rec.get("attacks") or {}).items()}
+    have = {name: entry.get("config") for name, entry in (rec.get("attacks") or {}).items()
+            if entry.get("status") != "failed"}
     return (rec.get("scenario", {}).get("config_hash") == sc.config_hash
             and rec.get("method", {}).get("config") == json.loads(json.dumps(_config_dict(cell.config)))
-            and have == wanted)
+            and all(have.get(name) == config for name, config in wanted.items()))
+
+
+def _previous_attacks(path: Path, fingerprint: str, rerun: list[MethodCell]) -> dict[str, Any]:
+    """Attack entries of an earlier record of the same model that this run does not redo (kept, not lost)."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if rec.get("model", {}).get("fingerprint") != fingerprint:
+        return {}
+    redo = {a.name for a in rerun}
+    return {name: entry for name, entry in (rec.get("attacks") or {}).items() if name not in redo}
 
 
 class _Bar:
@@ -152,7 +165,8 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     forget, retain = splits.forget_retain(run.forget_class)
     spec = SampleSpec(tuple(range(sc.num_classes)), tier.samples_per_class, tier.ddim_steps, sc.guidance, run.seed)
     cache = zoo.cache_dir()
-    attack_ctx = _attack_context(run, splits, judge, base, log) if run.attacks else None
+    attack_ctx = (attack_context(sc, run.tier, run.forget_class, run.seed, run.device, splits, judge, base, log)
+                  if run.attacks else None)
     written = []
     for cell in run.cells:
         path = run.out_dir / record_filename(sc.name, run.forget_class, cell.name, run.seed, run.tier)
@@ -189,7 +203,8 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             for v in METRICS.get(metric_name)().compute(ctx):
                 values[v.name] = v.to_dict()
         timings["metrics"] = time.time() - t0
-        attack_results = _run_attacks(run, attack_ctx, model, path, show_progress, timings)
+        attack_results = {**_previous_attacks(path, fp, run.attacks),
+                          **_run_attacks(run, attack_ctx, model, path, show_progress, timings)}
         record = new_record(
             scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,
                       "tier": run.tier, "forget_class": run.forget_class, "samples_per_class": tier.samples_per_class,
@@ -218,23 +233,31 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     return written
 
 
-def _attack_context(run: RunPlan, splits: Any, judge: Any, base: Any, log: Any) -> Any:
+def attack_context(sc: Scenario, tier: str, forget_class: int, seed: int = 0, device: str = "cpu",
+                   splits: Any = None, judge: Any = None, base: Any = None, log: Any = _print) -> Any:
+    """The AttackContext of a scenario cell: its data, judge, budget and the original and oracle models
+    (the oracle from the zoo or the cache; without it, gaps to the oracle are omitted and a note is logged)."""
     from benchmark import zoo
     from benchmark.api import AttackBudget, AttackContext
+    from benchmark.data.mnist import mnist_splits
 
-    sc, tier = run.scenario, run.scenario.tier(run.tier)
+    models = sc.models
+    splits = splits or mnist_splits(int(sc.data.get("split_seed", 0)), int(sc.data.get("members_per_class", 400)))
+    judge = judge or zoo.load_judge(models["judge"]["zoo"], models["judge"].get("sha256"), device=device)
+    base = base or zoo.load_unet(models["base"]["zoo"], models["base"].get("sha256")).to(device)
     refs = {"original": base}
-    oracle_name = f"mnist-unet-retrain-c{run.forget_class}"
+    oracle_name = f"mnist-unet-retrain-c{forget_class}"
     if zoo.locate(oracle_name) is not None:
-        sha = ((sc.models.get("oracles") or {}).get(run.forget_class) or {}).get("sha256")
-        refs["oracle"] = zoo.load_unet(oracle_name, sha).to(run.device)
+        sha = ((models.get("oracles") or {}).get(forget_class) or {}).get("sha256")
+        refs["oracle"] = zoo.load_unet(oracle_name, sha).to(device)
     else:
-        log(f"note: no oracle for class {run.forget_class} in the zoo or cache, so attack gaps to the oracle are "
+        log(f"note: no oracle for class {forget_class} in the zoo or cache, so attack gaps to the oracle are "
             f"omitted (build it with `unlearnbench zoo train {oracle_name}` or run the retrain method first)")
-    budget = AttackBudget(**tier.attack_budget)
-    return AttackContext(scenario=sc, tier=run.tier, forget_class=run.forget_class, members=splits.members,
-                         heldout=splits.heldout, judge=judge, reference_models=refs, budget=budget, seed=run.seed,
-                         device=run.device, guidance=sc.guidance, sample_steps=tier.ddim_steps)
+    spec = sc.tier(tier)
+    return AttackContext(scenario=sc, tier=tier, forget_class=forget_class, members=splits.members,
+                         heldout=splits.heldout, judge=judge, reference_models=refs,
+                         budget=AttackBudget(**spec.attack_budget), seed=seed, device=device, guidance=sc.guidance,
+                         sample_steps=spec.ddim_steps)
 
 
 def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_progress: bool,

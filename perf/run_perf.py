@@ -35,14 +35,42 @@ def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | Non
         plan = runner.plan("mnist-class", methods, None, tier, 0, device, results)
         runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
         wall = time.time() - t0
-        rows = []
+        rows, attack_rows = [], []
         for rec in load_records(results):
             t = rec["timings"]
-            rows.append({"method": rec["method"]["name"], "steps": rec["compute"]["steps"], **t,
+            rows.append({"method": rec["method"]["name"], "steps": rec["compute"]["steps"], "attacks": 0.0, **t,
                          "total": sum(t.values())})
+            for name, entry in (rec.get("attacks") or {}).items():
+                c = entry.get("cost") or {}
+                attack_rows.append({"method": rec["method"]["name"], "attack": name, "status": entry["status"],
+                                    "seconds": c.get("seconds", 0.0), "forward": c.get("forward_images", 0),
+                                    "backward": c.get("backward_images", 0)})
     order = {m: i for i, m in enumerate(m.name for m in plan.cells)}
     rows.sort(key=lambda r: order[r["method"]])
-    return {"tier": tier, "wall_s": wall, "rows": rows, "setup_s": wall - sum(r["total"] for r in rows)}
+    attack_rows.sort(key=lambda r: order[r["method"]])
+    return {"tier": tier, "wall_s": wall, "rows": rows, "attack_rows": attack_rows,
+            "setup_s": wall - sum(r["total"] for r in rows)}
+
+
+def attack_cost_markdown(r: dict) -> list[str]:
+    """Per-attack cost over all methods of a tier: the first method also pays for the reference models
+    (original and oracle), whose scores are cached for the rest of the run."""
+    import pandas as pd
+
+    if not r.get("attack_rows"):
+        return []
+    df = pd.DataFrame(r["attack_rows"])
+    first = df["method"].iloc[0]
+    lines = [f"Attack cost, {r['tier']} tier (UNet image passes and wall time per attacked model; the first "
+             f"model, `{first}`, also pays for scoring the original and the oracle, cached afterwards):", "",
+             "| attack | first model s | later models s (mean) | k-img fwd (later, mean) | k-img bwd (later, mean) "
+             "| total s | not ok |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, g in df.groupby("attack", sort=False):
+        later = g[g.method != first]
+        lines.append(f"| {name} | {g[g.method == first].seconds.sum():.1f} | {later.seconds.mean():.1f} | "
+                     f"{later.forward.mean() / 1e3:.1f} | {later.backward.mean() / 1e3:.1f} | {g.seconds.sum():.1f} | "
+                     f"{int((g.status != 'ok').sum())} |")
+    return lines + [""]
 
 
 def markdown(results: list[dict], device: str) -> str:
@@ -62,12 +90,13 @@ def markdown(results: list[dict], device: str) -> str:
         verdict = "" if target is None else (f" — target ≤ {target / 60:.0f} min: "
                                              f"{'met' if r['wall_s'] <= target else 'MISSED'}")
         lines += [f"## {r['tier']} tier: {r['wall_s']:.0f} s wall{verdict}", "",
-                  "| method | steps | unlearn s | sampling s | metrics s | total s |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| method | steps | unlearn s | sampling s | metrics s | attacks s | total s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for row in r["rows"]:
             lines.append(f"| {row['method']} | {row['steps']} | {row['unlearn']:.1f} | {row['sampling']:.1f} | "
-                         f"{row['metrics']:.1f} | {row['total']:.1f} |")
-        lines += [f"| (loading models, data, judge) | | | | | {r['setup_s']:.1f} |", ""]
+                         f"{row['metrics']:.1f} | {row['attacks']:.1f} | {row['total']:.1f} |")
+        lines += [f"| (loading models, data, judge) | | | | | | {r['setup_s']:.1f} |", ""]
+        lines += attack_cost_markdown(r)
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.inversion.common import attack_images, judged_recovery
+from attacks.inversion.common import attack_images, cached_per_model, judged_recovery
 from benchmark import cost
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 from benchmark.metrics.stats import bootstrap_ci
@@ -28,6 +28,7 @@ class ClassInversionConfig:
     batch_size: int = 25
     lr: float = 5e-2
     n_samples: int = 100
+    sample_steps: int | None = None  # DDIM steps for the judged samples (None: the tier's)
     init: str = "null"  # "null" (the unconditional embedding) or "random"
 
 
@@ -66,7 +67,8 @@ class ClassEmbeddingInversion(Attack):
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-        recovered = judged_recovery(frozen, vector.detach().expand(cfg.n_samples, -1), context, context.seed + 29)
+        recovered = judged_recovery(frozen, vector.detach().expand(cfg.n_samples, -1), context, context.seed + 29,
+                                    cfg.sample_steps)
         return recovered, losses, stopped
 
     def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
@@ -75,8 +77,10 @@ class ClassEmbeddingInversion(Attack):
             return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
         cfg = self.config
         started, meter = time.time(), cost.active() or cost.CostMeter()
-        recovered, losses, stopped = self.invert(model, context, started, meter)
-        proto = (f"share of {cfg.n_samples} samples (CFG w={context.guidance}, DDIM {context.sample_steps}) from the "
+        recovered, losses, stopped = cached_per_model(context, self, model,
+                                                      lambda: self.invert(model, context, started, meter))
+        proto = (f"share of {cfg.n_samples} samples (CFG w={context.guidance}, DDIM "
+                 f"{cfg.sample_steps or context.sample_steps}) from the "
                  f"inverted vector judged class {context.forget_class}; up to {cfg.steps} Adam steps (lr {cfg.lr}) "
                  f"on {cfg.n_images} forget-class images; CI: bootstrap")
         rate = float(recovered.mean())
@@ -85,10 +89,8 @@ class ClassEmbeddingInversion(Attack):
             {"steps": len(losses), "final_loss": losses[-1] if losses else None,
              "stopped_by": stopped or "step budget"})}
         for ref_name, ref_model in context.reference_models.items():
-            key = (self.name, repr(cfg), context.seed, context.forget_class, ref_model.fingerprint())
-            if key not in context.cache:
-                context.cache[key] = self.invert(ref_model, context, started, meter)
-            ref_recovered = context.cache[key][0]
+            ref_recovered = cached_per_model(context, self, ref_model,
+                                             lambda m=ref_model: self.invert(m, context, started, meter))[0]
             values[f"recovery_rate_{ref_name}"] = MetricValue(
                 f"recovery_rate_{ref_name}", float(ref_recovered.mean()), cfg.n_samples, None,
                 bootstrap_ci(ref_recovered.numpy()), proto + f"; the {ref_name} model")

@@ -1,6 +1,9 @@
-"""Helpers shared by the recovery attacks: a few forget-class images, and judging samples."""
+"""Helpers shared by the recovery attacks: a few forget-class images, judging samples, caching by weights."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -14,7 +17,18 @@ def attack_images(context: AttackContext, n: int) -> LabeledImages:
     return LabeledImages(f.x[pick], f.y[pick])
 
 
-def judged_recovery(model: DiffusionModel, conditions: torch.Tensor, context: AttackContext, seed: int) -> torch.Tensor:
-    """1.0 for each sample (one per condition) the judge assigns to the forget class, else 0.0."""
-    x = model.sample(conditions, seed=seed, steps=context.sample_steps, guidance=context.guidance)
+def judged_recovery(model: DiffusionModel, conditions: torch.Tensor, context: AttackContext, seed: int,
+                    steps: int | None = None) -> torch.Tensor:
+    """1.0 for each sample (one per condition) the judge assigns to the forget class, else 0.0.
+    Sampling uses the scenario's guidance and ``steps`` DDIM steps (default: the tier's)."""
+    x = model.sample(conditions, seed=seed, steps=steps or context.sample_steps, guidance=context.guidance)
     return (context.judge.predict_proba(x).argmax(1) == context.forget_class).float()
+
+
+def cached_per_model(context: AttackContext, attack: Any, model: DiffusionModel, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per (attack, config, seed, forget class, model weights) in the run's shared cache:
+    a model identical to a reference (the original; retrain = the oracle) is attacked only once."""
+    key = (attack.name, repr(attack.config), context.seed, context.forget_class, model.fingerprint())
+    if key not in context.cache:
+        context.cache[key] = compute()
+    return context.cache[key]

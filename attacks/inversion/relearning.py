@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.inversion.common import attack_images, judged_recovery
+from attacks.inversion.common import attack_images, cached_per_model, judged_recovery
 from benchmark import cost
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 
@@ -27,6 +27,7 @@ class RelearningConfig:
     batch_size: int = 25
     lr: float = 1e-4
     n_samples: int = 32
+    sample_steps: int | None = None  # DDIM steps for the judged samples (None: the tier's)
     threshold: float = 0.5
 
 
@@ -51,7 +52,7 @@ class Relearning(Attack):
         curve: list[dict] = []
         for step in range(0, cfg.max_steps + 1):
             if step % cfg.check_every == 0:
-                acc = float(judged_recovery(student, labels, context, context.seed + 37).mean())
+                acc = float(judged_recovery(student, labels, context, context.seed + 37, cfg.sample_steps).mean())
                 curve.append({"step": step, "forget_accuracy": acc})
                 student.train()
                 if acc >= cfg.threshold:
@@ -74,22 +75,22 @@ class Relearning(Attack):
             return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
         cfg = self.config
         started, meter = time.time(), cost.active() or cost.CostMeter()
-        steps, curve, stopped = self.steps_to_relearn(model, context, started, meter)
+        steps, curve, stopped = cached_per_model(context, self, model,
+                                                 lambda: self.steps_to_relearn(model, context, started, meter))
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped}", per_item=curve)
         censored = steps is None
         value = float(cfg.max_steps if censored else steps)
         proto = (f"first step (checked every {cfg.check_every}) at which ≥ {cfg.threshold:.0%} of {cfg.n_samples} "
-                 f"class-{context.forget_class} samples are judged {context.forget_class}; Adam lr {cfg.lr} on "
+                 f"class-{context.forget_class} samples (CFG w={context.guidance}, DDIM {cfg.sample_steps or context.sample_steps}) "
+                 f"are judged {context.forget_class}; Adam lr {cfg.lr} on "
                  f"{cfg.n_images} forget images; censored at {cfg.max_steps}")
         values = {"relearn_steps": MetricValue("relearn_steps", value, cfg.n_samples, None, None, proto,
                                                {"censored": censored, "curve": curve})}
         oracle = context.reference_models.get("oracle")
         if oracle is not None:
-            key = (self.name, repr(cfg), context.seed, context.forget_class, oracle.fingerprint())
-            if key not in context.cache:
-                context.cache[key] = self.steps_to_relearn(oracle, context, started, meter)
-            o_steps, o_curve, o_stopped = context.cache[key]
+            o_steps, o_curve, o_stopped = cached_per_model(
+                context, self, oracle, lambda: self.steps_to_relearn(oracle, context, started, meter))
             if not o_stopped:
                 o_val = float(cfg.max_steps if o_steps is None else o_steps)
                 values["relearn_steps_oracle"] = MetricValue(
