@@ -125,6 +125,10 @@ def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFra
 MIA_LABELS = {"loss_threshold": "LT", "secmi": "SecMI", "pia": "PIA"}
 
 
+def _extra(record: dict[str, Any], attack: str, value: str) -> dict[str, Any]:
+    return ((record.get("attacks") or {}).get(attack, {}).get("values", {}).get(value, {}).get("extra") or {})
+
+
 def _attack_status(records: Sequence[dict[str, Any]], method: str, attack: str) -> str:
     """'' when some seed ran ``attack`` for ``method``, else its status (skipped/failed) or '–'."""
     entries = [r.get("attacks", {}).get(attack) for r in records if r["method"]["name"] == method]
@@ -168,7 +172,12 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
             ns = {int(get(m, f"{attack}.{key}", "n")) for m in methods if get(m, f"{attack}.{key}") is not None}
             head = (f"{MIA_LABELS[attack]} AUC forget" if mia else "inversion recovery ↓")
             ref_text = f"oracle {oracle:.2f}" if oracle is not None else "no oracle"
-            n_text = f"n={ns.pop()}" if len(ns) == 1 else "n varies"
+            splits = {(e.get("n_members"), e.get("n_nonmembers")) for r in records
+                      for e in [_extra(r, attack, key)] if e.get("n_members")}
+            if mia and len(splits) == 1:
+                n_text = "n={}+{}".format(*splits.pop())
+            else:
+                n_text = f"n={ns.pop()}" if len(ns) == 1 else "n varies"
             cells, dist = [], {}
             for m in methods:
                 value = get(m, f"{attack}.{key}")
@@ -192,12 +201,13 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
                 if value is None:
                     cells.append(_attack_status(records, m, attack) or "–")
                     continue
-                censored = any((r.get("attacks", {}).get(attack, {}).get("values", {}).get("relearn_steps", {})
-                                .get("extra") or {}).get("censored") for r in records if r["method"]["name"] == m)
+                censored = any(_extra(r, attack, "relearn_steps").get("censored") for r in records
+                               if r["method"]["name"] == m)
                 cells.append(f"{'≥' if censored else ''}{value:.0f}")
                 if oracle:
                     dist[m] = max(oracle - value, 0.0) / oracle
-            ref_text = f"oracle {oracle:.0f}" if oracle is not None else "no oracle"
+            o_censored = any(_extra(r, attack, "relearn_steps_oracle").get("censored") for r in records)
+            ref_text = f"oracle {'≥' if o_censored else ''}{oracle:.0f}" if oracle is not None else "no oracle"
             out[f"relearn steps ↑ ({ref_text})"] = cells
             if dist:
                 distance[attack] = pd.Series(dist)

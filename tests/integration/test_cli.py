@@ -42,6 +42,58 @@ def test_smoke_tier_writes_one_record_per_method(smoke_run):
     assert "![erasediff](" in (smoke_run / "leaderboard.md").read_text()
 
 
+ATTACKS = ["loss_threshold", "secmi", "pia", "class_inversion", "relearning"]
+
+
+def test_every_method_is_attacked_and_scored_against_the_oracle(smoke_run):
+    records = {p.stem.split("__")[2]: json.loads(p.read_text()) for p in smoke_run.glob("mnist-class__*.json")}
+    for name, rec in records.items():
+        assert sorted(rec["attacks"]) == sorted(ATTACKS), name
+        for attack, entry in rec["attacks"].items():
+            assert entry["status"] == "ok", (name, attack, entry["reason"])
+            assert entry["config"] and entry["cost"]["seconds"] >= 0
+            assert (smoke_run / entry["per_item_file"]).stat().st_size > 20
+        for mia in ("loss_threshold", "secmi", "pia"):
+            values = rec["attacks"][mia]["values"]
+            assert {"auc_forget", "auc_forget_original", "auc_forget_oracle", "auc_forget_gap"} <= set(values)
+            assert values["auc_forget"]["ci"][0] <= values["auc_forget"]["value"] <= values["auc_forget"]["ci"][1]
+        assert rec["timings"]["attacks"] > 0
+    # the retrain method *is* the oracle, and the original is the original: zero gaps by construction
+    for mia in ("loss_threshold", "secmi", "pia"):
+        assert records["retrain"]["attacks"][mia]["values"]["auc_forget_gap"]["value"] == 0
+        orig = records["original"]["attacks"][mia]["values"]
+        assert orig["auc_forget"]["value"] == orig["auc_forget_original"]["value"]
+    assert records["retrain"]["attacks"]["class_inversion"]["values"]["recovery_gap"]["value"] == 0
+    assert records["original"]["attacks"]["relearning"]["values"]["relearn_steps"]["value"] == 0
+    text = (smoke_run / "leaderboard.md").read_text()
+    for column in ("LT AUC forget (oracle", "SecMI AUC forget", "PIA AUC forget", "inversion recovery",
+                   "relearn steps", "oracle-closeness rank"):
+        assert column in text
+    tidy = (smoke_run / "leaderboard.csv").read_text()
+    assert "pia.auc_forget_gap" in tidy and "relearning.relearn_steps_oracle" in tidy
+
+
+def test_attacks_can_be_chosen_and_earlier_attack_results_are_kept(smoke_run, tmp_path, capsys):
+    import shutil as sh
+
+    out = tmp_path / "r"
+    out.mkdir()
+    src = next(smoke_run.glob("mnist-class__c0__neggrad__*.json"))
+    sh.copy(src, out / src.name)
+    before = json.loads(src.read_text())["attacks"]
+    # a subset that is already in the record: nothing to do
+    assert main(["run", "--tier", "smoke", "--methods", "neggrad", "--attacks", "pia", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "record exists, skipped" in capsys.readouterr().out
+    # forcing a rerun of one attack keeps the other attacks' results of the same weights
+    assert main(["run", "--tier", "smoke", "--methods", "neggrad", "--attacks", "pia", "--out", str(out),
+                 "--no-progress", "--force"]) == 0
+    after = json.loads((out / src.name).read_text())["attacks"]
+    assert sorted(after) == sorted(before)
+    assert after["secmi"] == before["secmi"]
+    assert after["pia"]["values"]["auc_forget"] == before["pia"]["values"]["auc_forget"]  # deterministic
+
+
 def test_rerun_skips_existing_cells_and_leaderboard_renders(smoke_run, capsys):
     assert main(["run", "--tier", "smoke", "--out", str(smoke_run), "--methods", "original", "--no-progress"]) == 0
     assert "record exists, skipped" in capsys.readouterr().out
@@ -63,6 +115,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["run", "--forget-class", "10"], "forget class must be an integer in 0..9"),
     (["run", "--tier", "smoke", "--scenario", "nope"], "unknown scenario 'nope'"),
     (["leaderboard", "/no/such/dir"], "no such results directory"),
+    (["run", "--tier", "smoke", "--attacks", "pai"], "did you mean 'pia'"),
     (["zoo", "train", "mnist-unet-bse"], "did you mean mnist-unet-base"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
