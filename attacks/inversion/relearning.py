@@ -5,6 +5,13 @@ Fine-tune a copy of the model with the ordinary denoising loss on a few forget-c
 at which the judge's forget accuracy reaches ``threshold`` (censored at ``max_steps``), next to the
 retrained oracle's number — an unlearned model that relearns much faster than the oracle still holds
 the class in its weights (cf. Lynch et al. 2024; Łucki et al. 2024 for LLMs).
+
+Fine-tuning follows the model's own training convention, label dropout 0.1 to the null class, so the
+unconditional path that classifier-free guidance extrapolates from learns the images too. Without it,
+the oracle (whose unconditional path never saw the class) learns class 0 conditionally within 100 steps
+(w = 0 samples are zeros) yet stays "not a digit" under w = 2 guidance for 1,000 steps: an artefact of
+guidance, not of forgetting. With it, the oracle relearns in about 20 steps at lr 1e-3 and 110 at the
+default lr 1e-4, which spreads unlearned models out (10-30 steps) where 1e-3 does not.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, M
 @dataclass
 class RelearningConfig:
     n_images: int = 25
-    max_steps: int = 200
+    max_steps: int = 300
     check_every: int = 10
     batch_size: int = 25
     lr: float = 1e-4
     n_samples: int = 32
     sample_steps: int | None = None  # DDIM steps for the judged samples (None: the tier's)
+    label_dropout: float = 0.1  # share of fine-tuning labels replaced by the null class (the base recipe's)
     threshold: float = 0.5
 
 
@@ -63,7 +71,10 @@ class Relearning(Attack):
             if stopped:
                 return None, curve, stopped
             idx = torch.randint(0, len(images), (min(cfg.batch_size, len(images)),), generator=gen)
-            loss = student.loss(images.x[idx].to(student.device), student.encode(images.y[idx]), generator=gen).mean()
+            cond = student.encode(images.y[idx])
+            drop = (torch.rand(len(idx), generator=gen) < cfg.label_dropout).to(cond.device)
+            cond = torch.where(drop.view(-1, *[1] * (cond.ndim - 1)), student.null_condition(len(idx)), cond)
+            loss = student.loss(images.x[idx].to(student.device), cond, generator=gen).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -83,7 +94,7 @@ class Relearning(Attack):
         value = float(cfg.max_steps if censored else steps)
         proto = (f"first step (checked every {cfg.check_every}) at which ≥ {cfg.threshold:.0%} of {cfg.n_samples} "
                  f"class-{context.forget_class} samples (CFG w={context.guidance}, DDIM {cfg.sample_steps or context.sample_steps}) "
-                 f"are judged {context.forget_class}; Adam lr {cfg.lr} on "
+                 f"are judged {context.forget_class}; Adam lr {cfg.lr}, label dropout {cfg.label_dropout} on "
                  f"{cfg.n_images} forget images; censored at {cfg.max_steps}")
         values = {"relearn_steps": MetricValue("relearn_steps", value, cfg.n_samples, None, None, proto,
                                                {"censored": censored, "curve": curve})}

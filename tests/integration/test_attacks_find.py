@@ -56,8 +56,8 @@ def test_class_embedding_inversion_recovers_the_class_from_the_base_only(context
 
 
 def test_relearning_is_immediate_on_the_base_and_slower_on_the_oracle(context):
-    values, result = _run("relearning", context, max_steps=20, check_every=10, n_samples=16, lr=1e-3)
+    values, result = _run("relearning", context, max_steps=30, check_every=10, n_samples=16, lr=1e-4)
     assert values["relearn_steps"] == 0
-    assert values["relearn_steps_oracle"] > 0
+    assert values["relearn_steps_oracle"] > 0  # measured: censored at 30 (the oracle needs ~110 steps at 1e-4)
     assert result.per_item[0] == {"step": 0, "forget_accuracy": pytest.approx(result.per_item[0]["forget_accuracy"])}
     assert result.per_item[0]["forget_accuracy"] >= 0.5
