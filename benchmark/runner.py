@@ -229,8 +229,16 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         fa, fid = values.get("forget_accuracy", {}), values.get("fid", {})
         log(f"[{cell.name}] forget acc {fa.get('value', float('nan')):.3f} (n={fa.get('n')}), "
             f"FID[{judge.label}] {fid.get('value', float('nan')):.2f} (n={fid.get('n')}), "
-            f"unlearn {timings['unlearn']:.1f}s, sample {timings['sampling']:.1f}s → {path}")
+            f"unlearn {timings['unlearn']:.1f}s, sample {timings['sampling']:.1f}s{_attack_summary(attack_results, timings)}"
+            f" → {path}")
     return written
+
+
+def _attack_summary(results: dict[str, Any], timings: dict[str, float]) -> str:
+    if "attacks" not in timings:
+        return ""
+    bad = [f"{name} {entry['status']}: {entry['reason']}" for name, entry in results.items() if entry["status"] != "ok"]
+    return f", attacks {timings['attacks']:.1f}s ({len(results) - len(bad)} ok{'; ' + '; '.join(bad) if bad else ''})"
 
 
 def attack_context(sc: Scenario, tier: str, forget_class: int, seed: int = 0, device: str = "cpu",
