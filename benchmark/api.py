@@ -276,22 +276,45 @@ class Metric(abc.ABC):
 @dataclass
 class AttackBudget:
     """Caps for one attack on one model: UNet image passes (forward / backward) and wall-clock seconds.
-    ``None`` means no cap. Attacks check ``exhausted()`` between units of work and stop cleanly."""
+
+    ``None`` means no cap. Each model an attack touches (the model under test, and each reference it
+    has to score) gets its own ``start()``-ed clock, so a reference is never computed on what another
+    model left over. Image caps count through the active ``benchmark.cost`` meter (the runner and the
+    conformance checks always measure); outside one only the wall clock is enforced. Attacks check
+    ``exhausted()`` between units of work (a batch, an optimiser step) and stop cleanly.
+    """
 
     max_forward_images: int | None = None
     max_backward_images: int | None = None
     max_seconds: float | None = None
 
-    def exhausted(self, meter: Any, started: float) -> str:
+    def start(self) -> BudgetClock:
+        from benchmark import cost
+
+        return BudgetClock(self, cost.active())
+
+
+class BudgetClock:
+    """A running budget: the time and image passes spent since ``AttackBudget.start()``."""
+
+    def __init__(self, budget: AttackBudget, meter: Any):
+        import time
+
+        self.budget, self.meter, self.started = budget, meter, time.time()
+        self._fwd0 = meter.forward_images if meter is not None else 0
+        self._bwd0 = meter.backward_images if meter is not None else 0
+
+    def exhausted(self) -> str:
         """'' if within budget, else which cap was hit."""
         import time
 
-        if self.max_forward_images is not None and meter.forward_images >= self.max_forward_images:
-            return f"forward-pass budget ({self.max_forward_images} images)"
-        if self.max_backward_images is not None and meter.backward_images >= self.max_backward_images:
-            return f"backward-pass budget ({self.max_backward_images} images)"
-        if self.max_seconds is not None and time.time() - started >= self.max_seconds:
-            return f"wall-clock cap ({self.max_seconds:g} s)"
+        b, m = self.budget, self.meter
+        if m is not None and b.max_forward_images is not None and m.forward_images - self._fwd0 >= b.max_forward_images:
+            return f"forward-pass budget ({b.max_forward_images} images)"
+        if m is not None and b.max_backward_images is not None and m.backward_images - self._bwd0 >= b.max_backward_images:
+            return f"backward-pass budget ({b.max_backward_images} images)"
+        if b.max_seconds is not None and time.time() - self.started >= b.max_seconds:
+            return f"wall-clock cap ({b.max_seconds:g} s)"
         return ""
 
 

@@ -190,6 +190,11 @@ class _WithoutCapabilities:
         return getattr(self._model, item)
 
 
+def _module_state(model: Any) -> dict[str, tuple[bool, bool]]:
+    """(training, any parameter requires grad) per module of a model."""
+    return {name: (m.training, any(p.requires_grad for p in m.parameters())) for name, m in model.modules().items()}
+
+
 def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[CheckResult]:
     """Run the attack contract checks on ``cls`` (shared/specs/attacks.md); reports, never raises."""
     from benchmark import cost
@@ -223,6 +228,7 @@ def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
     config = cls.make_config(overrides or {})
     model = tiny_model(2)
     before = model.fingerprint()
+    state_before = _module_state(model)
     out: dict[str, Any] = {}
 
     def runs() -> str:
@@ -242,6 +248,7 @@ def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
 
     def untouched() -> str:
         assert model.fingerprint() == before, "the attacked model's weights changed"
+        assert _module_state(model) == state_before, "the attacked model's train/eval mode or requires_grad changed"
         return ""
 
     def deterministic() -> str:

@@ -110,13 +110,14 @@ def _existing(path: Path, sc: Scenario, cell: MethodCell, attacks: list[MethodCe
             and all(have.get(name) == config for name, config in wanted.items()))
 
 
-def _previous_attacks(path: Path, fingerprint: str, rerun: list[MethodCell]) -> dict[str, Any]:
+def _previous_attacks(path: Path, sc: Scenario, fingerprint: str, rerun: list[MethodCell]) -> dict[str, Any]:
     """Attack entries of an earlier record of the same model that this run does not redo (kept, not lost)."""
     try:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
-    if rec.get("model", {}).get("fingerprint") != fingerprint:
+    if (rec.get("model", {}).get("fingerprint") != fingerprint
+            or rec.get("scenario", {}).get("config_hash") != sc.config_hash):
         return {}
     redo = {a.name for a in rerun}
     return {name: entry for name, entry in (rec.get("attacks") or {}).items() if name not in redo}
@@ -203,7 +204,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
             for v in METRICS.get(metric_name)().compute(ctx):
                 values[v.name] = v.to_dict()
         timings["metrics"] = time.time() - t0
-        attack_results = {**_previous_attacks(path, fp, run.attacks),
+        attack_results = {**_previous_attacks(path, sc, fp, run.attacks),
                           **_run_attacks(run, attack_ctx, model, path, show_progress, timings)}
         record = new_record(
             scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,

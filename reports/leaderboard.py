@@ -177,7 +177,7 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
             if mia and len(splits) == 1:
                 n_text = "n={}+{}".format(*splits.pop())
             else:
-                n_text = f"n={ns.pop()}" if len(ns) == 1 else "n varies"
+                n_text = f"n={ns.pop()}" if len(ns) == 1 else ("n varies" if ns else "no values")
             cells, dist = [], {}
             for m in methods:
                 value = get(m, f"{attack}.{key}")
@@ -204,15 +204,17 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
                 censored = any(_extra(r, attack, "relearn_steps").get("censored") for r in records
                                if r["method"]["name"] == m)
                 cells.append(f"{'≥' if censored else ''}{value:.0f}")
-                if oracle:
-                    dist[m] = max(oracle - value, 0.0) / oracle
+                if oracle is not None:
+                    dist[m] = max(oracle - value, 0.0) / max(oracle, 1.0)
             o_censored = any(_extra(r, attack, "relearn_steps_oracle").get("censored") for r in records)
             ref_text = f"oracle {'≥' if o_censored else ''}{oracle:.0f}" if oracle is not None else "no oracle"
             out[f"relearn steps ↑ ({ref_text})"] = cells
             if dist:
                 distance[attack] = pd.Series(dist)
     if distance:
-        ranks = pd.DataFrame({a: d.rank(method="min") for a, d in distance.items()})
+        # a method without a value for an attack (skipped / failed) ranks last on it, not out of it
+        ranks = pd.DataFrame({a: d.reindex(methods).rank(method="min", na_option="bottom")
+                              for a, d in distance.items()})
         mean_rank = ranks.mean(axis=1)
         out["oracle-closeness rank ↓"] = [f"{mean_rank[m]:.1f}" if m in mean_rank.index else "–" for m in methods]
     return out

@@ -10,13 +10,11 @@ that truly lost the class should be as hard to invert as the retrained oracle.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
 from attacks.inversion.common import attack_images, cached_per_model, judged_recovery
-from benchmark import cost
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 from benchmark.metrics.stats import bootstrap_ci
 
@@ -42,10 +40,11 @@ class ClassEmbeddingInversion(Attack):
     Config = ClassInversionConfig
     config: ClassInversionConfig
 
-    def invert(self, model: DiffusionModel, context: AttackContext, started: float,
-               meter: cost.CostMeter) -> tuple[torch.Tensor, list[float], str]:
-        """Optimise a vector against frozen ``model``; return (recovered 0/1 per sample, losses, stop reason)."""
+    def invert(self, model: DiffusionModel, context: AttackContext) -> tuple[torch.Tensor, list[float], str]:
+        """Optimise a vector against frozen ``model`` (its own budget clock); return (recovered 0/1 per
+        sample, losses, stop reason — '' when all steps ran)."""
         cfg = self.config
+        clock = context.budget.start()
         images = attack_images(context, cfg.n_images)
         gen = torch.Generator().manual_seed(context.seed + 23)
         frozen = model.clone().to(model.device).eval().requires_grad_(False)
@@ -57,9 +56,9 @@ class ClassEmbeddingInversion(Attack):
         losses: list[float] = []
         stopped = ""
         for _ in range(cfg.steps):
-            stopped = context.budget.exhausted(meter, started)
+            stopped = clock.exhausted()
             if stopped:
-                break
+                return torch.empty(0), losses, stopped
             idx = torch.randint(0, len(images), (min(cfg.batch_size, len(images)),), generator=gen)
             x0 = images.x[idx].to(frozen.device)
             loss = frozen.loss(x0, vector.expand(len(idx), -1), generator=gen).mean()
@@ -76,9 +75,10 @@ class ClassEmbeddingInversion(Attack):
         if missing:
             return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
         cfg = self.config
-        started, meter = time.time(), cost.active() or cost.CostMeter()
-        recovered, losses, stopped = cached_per_model(context, self, model,
-                                                      lambda: self.invert(model, context, started, meter))
+        recovered, losses, stopped = cached_per_model(context, self, model, lambda: self.invert(model, context))
+        if stopped:
+            return AttackResult("failed", reason=f"stopped by the {stopped} after {len(losses)} of {cfg.steps} steps",
+                                per_item=[{"step": i, "loss": v} for i, v in enumerate(losses)])
         proto = (f"share of {cfg.n_samples} samples (CFG w={context.guidance}, DDIM "
                  f"{cfg.sample_steps or context.sample_steps}) from the "
                  f"inverted vector judged class {context.forget_class}; up to {cfg.steps} Adam steps (lr {cfg.lr}) "
@@ -86,11 +86,14 @@ class ClassEmbeddingInversion(Attack):
         rate = float(recovered.mean())
         values = {"recovery_rate": MetricValue(
             "recovery_rate", rate, cfg.n_samples, None, bootstrap_ci(recovered.numpy()), proto,
-            {"steps": len(losses), "final_loss": losses[-1] if losses else None,
-             "stopped_by": stopped or "step budget"})}
+            {"steps": len(losses), "final_loss": losses[-1] if losses else None})}
+        notes = {}
         for ref_name, ref_model in context.reference_models.items():
-            ref_recovered = cached_per_model(context, self, ref_model,
-                                             lambda m=ref_model: self.invert(m, context, started, meter))[0]
+            ref_recovered, ref_losses, ref_stopped = cached_per_model(
+                context, self, ref_model, lambda m=ref_model: self.invert(m, context))
+            if ref_stopped:
+                notes[ref_name] = f"not inverted: stopped by the {ref_stopped} after {len(ref_losses)} steps"
+                continue
             values[f"recovery_rate_{ref_name}"] = MetricValue(
                 f"recovery_rate_{ref_name}", float(ref_recovered.mean()), cfg.n_samples, None,
                 bootstrap_ci(ref_recovered.numpy()), proto + f"; the {ref_name} model")
@@ -101,4 +104,5 @@ class ClassEmbeddingInversion(Attack):
         per_item = [{"step": i, "loss": v} for i, v in enumerate(losses)]
         return AttackResult("ok", values, per_item=per_item,
                             conventions={"init": cfg.init, "lr": cfg.lr, "n_images": cfg.n_images,
-                                         "judge": context.judge.label, "judge_sha256": context.judge.sha256})
+                                         "judge": context.judge.label, "judge_sha256": context.judge.sha256,
+                                         **({"reference_notes": notes} if notes else {})})

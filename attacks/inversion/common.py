@@ -27,8 +27,13 @@ def judged_recovery(model: DiffusionModel, conditions: torch.Tensor, context: At
 
 def cached_per_model(context: AttackContext, attack: Any, model: DiffusionModel, compute: Callable[[], Any]) -> Any:
     """``compute()`` once per (attack, config, seed, forget class, model weights) in the run's shared cache:
-    a model identical to a reference (the original; retrain = the oracle) is attacked only once."""
+    a model identical to a reference (the original; retrain = the oracle) is attacked only once.
+    ``compute`` returns a tuple whose last item is the stop reason ('' = finished within budget); a run
+    cut short by its budget is returned but not cached, so a later cell retries with its own budget."""
     key = (attack.name, repr(attack.config), context.seed, context.forget_class, model.fingerprint())
-    if key not in context.cache:
-        context.cache[key] = compute()
-    return context.cache[key]
+    if key in context.cache:
+        return context.cache[key]
+    result = compute()
+    if not result[-1]:
+        context.cache[key] = result
+    return result

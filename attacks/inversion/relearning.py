@@ -16,13 +16,11 @@ default lr 1e-4, which spreads unlearned models out (10-30 steps) where 1e-3 doe
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
 from attacks.inversion.common import attack_images, cached_per_model, judged_recovery
-from benchmark import cost
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 
 
@@ -48,9 +46,10 @@ class Relearning(Attack):
     Config = RelearningConfig
     config: RelearningConfig
 
-    def steps_to_relearn(self, model: DiffusionModel, context: AttackContext,
-                         started: float, meter: cost.CostMeter) -> tuple[int | None, list[dict], str]:
+    def steps_to_relearn(self, model: DiffusionModel, context: AttackContext) -> tuple[int | None, list[dict], str]:
+        """(first step the judge sees the class, or None if censored; judge curve; stop reason or '')."""
         cfg = self.config
+        clock = context.budget.start()
         images = attack_images(context, cfg.n_images)
         gen = torch.Generator().manual_seed(context.seed + 31)
         student = model.clone().to(model.device).train().requires_grad_(True)
@@ -67,7 +66,7 @@ class Relearning(Attack):
                     return step, curve, ""
             if step == cfg.max_steps:
                 break
-            stopped = context.budget.exhausted(meter, started)
+            stopped = clock.exhausted()
             if stopped:
                 return None, curve, stopped
             idx = torch.randint(0, len(images), (min(cfg.batch_size, len(images)),), generator=gen)
@@ -85,9 +84,7 @@ class Relearning(Attack):
         if missing:
             return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
         cfg = self.config
-        started, meter = time.time(), cost.active() or cost.CostMeter()
-        steps, curve, stopped = cached_per_model(context, self, model,
-                                                 lambda: self.steps_to_relearn(model, context, started, meter))
+        steps, curve, stopped = cached_per_model(context, self, model, lambda: self.steps_to_relearn(model, context))
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped}", per_item=curve)
         censored = steps is None
@@ -99,14 +96,18 @@ class Relearning(Attack):
         values = {"relearn_steps": MetricValue("relearn_steps", value, cfg.n_samples, None, None, proto,
                                                {"censored": censored, "curve": curve})}
         oracle = context.reference_models.get("oracle")
+        notes: dict[str, str] = {}
         if oracle is not None:
             o_steps, o_curve, o_stopped = cached_per_model(
-                context, self, oracle, lambda: self.steps_to_relearn(oracle, context, started, meter))
-            if not o_stopped:
+                context, self, oracle, lambda: self.steps_to_relearn(oracle, context))
+            if o_stopped:
+                notes["oracle"] = f"not measured: stopped by the {o_stopped}"
+            else:
                 o_val = float(cfg.max_steps if o_steps is None else o_steps)
                 values["relearn_steps_oracle"] = MetricValue(
                     "relearn_steps_oracle", o_val, cfg.n_samples, None, None, proto + "; the oracle",
                     {"censored": o_steps is None, "curve": o_curve})
         return AttackResult("ok", values, per_item=curve,
                             conventions={"threshold": cfg.threshold, "check_every": cfg.check_every,
-                                         "judge": context.judge.label, "judge_sha256": context.judge.sha256})
+                                         "judge": context.judge.label, "judge_sha256": context.judge.sha256,
+                                         **({"reference_notes": notes} if notes else {})})

@@ -16,7 +16,6 @@ computed once per fingerprint and cached for the whole run).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,11 +23,11 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from benchmark import cost
 from benchmark.api import (
     Attack,
     AttackContext,
     AttackResult,
+    BudgetClock,
     DiffusionModel,
     LabeledImages,
     MetricValue,
@@ -101,32 +100,38 @@ class MembershipAttack(Attack):
 
     # -- template ------------------------------------------------------------------------------------
     def _scores(self, model: DiffusionModel, data: LabeledImages, split_id: int, seed: int,
-                context: AttackContext, started: float, meter: Any) -> torch.Tensor:
+                clock: BudgetClock) -> torch.Tensor:
         out = []
         bs = self.config.batch_size
         modes = {name: m.training for name, m in model.modules().items()}
         model.eval()
-        with torch.no_grad():
-            for start in range(0, len(data), bs):
-                if context.budget.exhausted(meter, started):
-                    raise BudgetExhausted(context.budget.exhausted(meter, started))
-                idx = torch.arange(start, min(len(data), start + bs)) + split_id * 1_000_000
-                chunk = LabeledImages(data.x[start:start + bs].to(model.device), data.y[start:start + bs].to(model.device))
-                out.append(self.score(model, chunk, idx, seed).float().cpu())
-        for name, m in model.modules().items():
-            m.train(modes[name])
+        try:
+            with torch.no_grad():
+                for start in range(0, len(data), bs):
+                    stopped = clock.exhausted()
+                    if stopped:
+                        raise BudgetExhausted(stopped)
+                    idx = torch.arange(start, min(len(data), start + bs)) + split_id * 1_000_000
+                    chunk = LabeledImages(data.x[start:start + bs].to(model.device),
+                                          data.y[start:start + bs].to(model.device))
+                    out.append(self.score(model, chunk, idx, seed).float().cpu())
+        finally:
+            for name, m in model.modules().items():
+                m.train(modes[name])
         return torch.cat(out) if out else torch.empty(0)
 
-    def _all_scores(self, model: DiffusionModel, context: AttackContext, started: float, meter: Any,
-                    fingerprint: str | None = None) -> dict[str, torch.Tensor]:
-        key = (self.name, repr(self.config), context.seed, fingerprint or model.fingerprint(), context.forget_class)
+    def _all_scores(self, model: DiffusionModel, context: AttackContext) -> dict[str, torch.Tensor]:
+        """Scores of every image in the attacked splits, once per weights (own budget clock; cut-short
+        runs raise BudgetExhausted and are not cached)."""
+        key = (self.name, repr(self.config), context.seed, model.fingerprint(), context.forget_class)
         if key in context.cache:
             return context.cache[key]
         fc = context.forget_class
         members = context.members if self.config.include_all_classes else context.members.where(context.members.y == fc)
         heldout = context.heldout if self.config.include_all_classes else context.heldout.where(context.heldout.y == fc)
-        scores = {"members": self._scores(model, members, 1, context.seed, context, started, meter),
-                  "heldout": self._scores(model, heldout, 2, context.seed, context, started, meter),
+        clock = context.budget.start()
+        scores = {"members": self._scores(model, members, 1, context.seed, clock),
+                  "heldout": self._scores(model, heldout, 2, context.seed, clock),
                   "members_y": members.y, "heldout_y": heldout.y}
         context.cache[key] = scores
         return scores
@@ -135,16 +140,17 @@ class MembershipAttack(Attack):
         missing = self.missing_capabilities(model)
         if missing:
             return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
-        started = time.time()
-        meter = cost.active() or cost.CostMeter()
         fc = context.forget_class
         try:
-            own = self._all_scores(model, context, started, meter)
-            refs = {}
-            for ref_name, ref_model in context.reference_models.items():
-                refs[ref_name] = self._all_scores(ref_model, context, started, meter)
+            own = self._all_scores(model, context)
         except BudgetExhausted as exc:
             return AttackResult("failed", reason=f"stopped by the {exc}")
+        refs, notes = {}, {}
+        for ref_name, ref_model in context.reference_models.items():
+            try:
+                refs[ref_name] = self._all_scores(ref_model, context)
+            except BudgetExhausted as exc:
+                notes[ref_name] = f"not scored: stopped by the {exc}"
         values: dict[str, MetricValue] = {}
         proto = f"{self.name}; forget members (class {fc}) vs held-out of class {fc}; sklearn ROC"
 
@@ -177,7 +183,8 @@ class MembershipAttack(Attack):
         per_item = [{"split": split, "index": i, "label": int(y), "score": float(s)}
                     for split in ("members", "heldout")
                     for i, (s, y) in enumerate(zip(own[split], own[f"{split}_y"]))]
-        return AttackResult("ok", values, per_item=per_item, conventions=self.conventions())
+        return AttackResult("ok", values, per_item=per_item, conventions={**self.conventions(), **(
+            {"reference_notes": notes} if notes else {})})
 
 
 class BudgetExhausted(RuntimeError):

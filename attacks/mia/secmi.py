@@ -4,7 +4,9 @@ Attacks?", ICML 2023 (the threshold variant, SecMI_stat).
 Deterministic DDIM inversion of x_0 up to t_SEC (default 100) in steps of k (default 10), then one more
 deterministic inversion step t_SEC → t_SEC + k and one deterministic denoising step back; members are
 reconstructed better: score = −‖x̂_{t_SEC} − x_{t_SEC}‖² (pixel mean). Conditioned on the true class,
-no guidance. The learned-classifier variant (SecMI_NNs) is not implemented.
+no guidance. The learned-classifier variant (SecMI_NNs) is not implemented. This follows the paper
+and shared/specs/attacks.md (x_{t_SEC} → x_{t_SEC+k} → x̂_{t_SEC}); the authors' released code inverts to
+t_SEC − k and steps t_SEC − k → t_SEC → t_SEC − k, so its numbers differ slightly.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class SecMIConfig(MembershipAttack.Config):
     t_sec: int = 100
     k: int = 10
 
+    def __post_init__(self) -> None:
+        if self.k <= 0 or self.t_sec <= 0:
+            raise ValueError(f"SecMI needs t_sec > 0 and k > 0 (got t_sec={self.t_sec}, k={self.k})")
+
 
 class SecMI(MembershipAttack):
     name = "secmi"
@@ -44,6 +50,9 @@ class SecMI(MembershipAttack):
 
     def score(self, model: DiffusionModel, data: LabeledImages, index: torch.Tensor, seed: int) -> torch.Tensor:
         cfg = self.config
+        if cfg.t_sec + cfg.k >= len(model.alphas_cumprod()):
+            raise ValueError(f"SecMI needs t_sec + k < {len(model.alphas_cumprod())} timesteps "
+                             f"(got {cfg.t_sec} + {cfg.k})")
         cond = model.encode(data.y)
         x = data.x
         t = 0

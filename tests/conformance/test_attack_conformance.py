@@ -20,10 +20,18 @@ def test_an_attack_that_ignores_its_budget_is_reported():
     from attacks.mia.loss_threshold import LossThreshold
 
     class Greedy(LossThreshold):
-        def _scores(self, model, data, split_id, seed, context, started, meter):
-            context.budget.max_seconds = None  # pretends there is no cap
-            return super()._scores(model, data, split_id, seed, context, started, meter)
+        def _scores(self, model, data, split_id, seed, clock):
+            from benchmark.api import AttackBudget
+
+            return super()._scores(model, data, split_id, seed, AttackBudget().start())  # pretends there is no cap
 
     results = {r.name: r for r in check_attack(Greedy, {"include_all_classes": False})}
     assert not results["stops at an exhausted budget and says so"].passed
     assert results["same seed → same values"].passed
+
+
+def test_bad_secmi_settings_are_refused_up_front():
+    from attacks.mia.secmi import SecMI
+
+    with pytest.raises(ValueError, match="k > 0"):
+        SecMI.make_config({"k": 0})

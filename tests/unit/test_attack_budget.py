@@ -1,0 +1,53 @@
+"""Budgets: every model an attack touches gets its own clock, and runs cut short are never cached."""
+
+from __future__ import annotations
+
+from benchmark import cost
+from benchmark.api import AttackBudget
+from benchmark.conformance import tiny_attack_context, tiny_model
+from benchmark.registry import ATTACKS
+
+
+def _inversion(**config):
+    cls = ATTACKS.get("class_inversion")
+    return cls(cls.make_config({"steps": 5, "n_samples": 4, **config}))
+
+
+def test_references_get_their_own_budget():
+    # 12 forget images per step → 60 backward images per model; a shared budget of 70 would starve the
+    # references, per-model clocks do not
+    ctx = tiny_attack_context(budget=AttackBudget(max_backward_images=70))
+    with cost.measure("cpu") as meter:
+        result = _inversion().run(tiny_model(2), ctx)
+    assert result.status == "ok", result.reason
+    assert {"recovery_rate_original", "recovery_rate_oracle", "recovery_gap"} <= set(result.values)
+    assert meter.backward_images == 3 * 60
+
+
+def test_a_reference_cut_short_is_reported_and_retried_not_cached():
+    ctx = tiny_attack_context(budget=AttackBudget(max_backward_images=30))
+    attack = _inversion(steps=2)  # 24 backward images: the model under test fits, ...
+    model = tiny_model(2)
+    with cost.measure("cpu"):
+        first = attack.run(model, ctx)
+    assert first.status == "ok"
+    ctx.budget = AttackBudget(max_backward_images=10)  # ... and with a smaller cap the references do not
+    ctx.reference_models = {"oracle": tiny_model(5)}
+    with cost.measure("cpu"):
+        starved = attack.run(model, ctx)  # the model's own result comes from the cache
+    assert starved.status == "ok" and "recovery_rate_oracle" not in starved.values
+    assert "stopped by the backward-pass budget" in starved.conventions["reference_notes"]["oracle"]
+    ctx.budget = AttackBudget()
+    with cost.measure("cpu"):
+        retried = attack.run(model, ctx)
+    assert "recovery_rate_oracle" in retried.values
+
+
+def test_membership_scores_stop_between_batches_and_restore_the_model_mode():
+    cls = ATTACKS.get("pia")
+    model = tiny_model(2).train()
+    ctx = tiny_attack_context(budget=AttackBudget(max_forward_images=1))
+    with cost.measure("cpu"):
+        result = cls(cls.make_config({"include_all_classes": False, "batch_size": 4})).run(model, ctx)
+    assert result.status == "failed" and "forward-pass budget" in result.reason
+    assert all(m.training for m in model.modules().values())
