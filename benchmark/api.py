@@ -168,17 +168,8 @@ class UnlearnOutcome:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-class UnlearningMethod(abc.ABC):
-    """Base of every unlearning method adapter.
-
-    Subclasses define a ``Config`` dataclass whose defaults are the paper's, a ``paper`` citation and
-    ``supports`` (tracks). ``unlearn`` must not mutate its input model and must be deterministic under
-    ``request.seed``.
-    """
-
-    name: ClassVar[str] = ""
-    paper: ClassVar[str] = ""
-    supports: ClassVar[frozenset[str]] = frozenset({"class"})
+class Configurable:
+    """A ``Config`` dataclass of defaults (the paper's), overridable per instance and from scenario cards."""
 
     @dataclass
     class Config:
@@ -197,6 +188,20 @@ class UnlearningMethod(abc.ABC):
         if unknown:
             raise ValueError(f"{cls.__name__} has no config option(s) {unknown}; known: {sorted(known)}")
         return cls.Config(**values)
+
+
+class UnlearningMethod(Configurable, abc.ABC):
+    """Base of every unlearning method adapter.
+
+    Subclasses define a ``Config`` dataclass whose defaults are the paper's, a ``paper`` citation and
+    ``supports`` (tracks). ``unlearn`` must not mutate its input model and must be deterministic under
+    ``request.seed``.
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    supports: ClassVar[frozenset[str]] = frozenset({"class"})
+
 
     def check_track(self, track: str) -> None:
         if track not in self.supports:
@@ -355,7 +360,7 @@ class AttackResult:
                 "values": {k: v.to_dict() for k, v in self.values.items()}}
 
 
-class Attack(abc.ABC):
+class Attack(Configurable, abc.ABC):
     """An audit attack on a (possibly unlearned) model; see shared/specs/attacks.md.
 
     ``run`` must not mutate ``model``, must be deterministic under ``context.seed``, must respect
@@ -370,25 +375,14 @@ class Attack(abc.ABC):
     requires: ClassVar[frozenset[str]] = frozenset()
     tracks: ClassVar[frozenset[str]] = frozenset({"class"})
 
-    @dataclass
-    class Config:
-        pass
-
-    def __init__(self, config: Any | None = None, **overrides: Any):
-        base = config if config is not None else self.Config()
-        self.config = dataclasses.replace(base, **overrides) if overrides else base
-
-    @classmethod
-    def make_config(cls, values: dict[str, Any] | None = None) -> Any:
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls.Config)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__} has no config option(s) {unknown}; known: {sorted(known)}")
-        return cls.Config(**values)
 
     def missing_capabilities(self, model: DiffusionModel) -> set[str]:
         return set(self.requires) - set(model.capabilities)
+
+    def skip_if_missing(self, model: DiffusionModel) -> AttackResult | None:
+        """A ``skipped`` result naming what ``model`` lacks, or None when it has every capability needed."""
+        missing = self.missing_capabilities(model)
+        return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}") if missing else None
 
     @abc.abstractmethod
     def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult: ...

@@ -8,6 +8,7 @@ embedded data, with the method's smoke-tier budgets from the scenario card when 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import traceback
 from collections.abc import Callable
@@ -51,21 +52,24 @@ def smoke_overrides(name: str, scenario: str = "mnist-class") -> dict[str, Any]:
     return load_scenario(scenario).method_config("smoke", name)
 
 
+def _run_check(results: list[CheckResult], name: str, fn: Callable[[], str | None]) -> bool:
+    """Run one check; append its result (the detail it returns, or what it raised and where)."""
+    t0 = time.time()
+    try:
+        results.append(CheckResult(name, True, fn() or "", time.time() - t0))
+        return True
+    except Exception as exc:  # noqa: BLE001 - a check reports whatever the adapter raised
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} ({where.filename.split('/')[-1]}:"
+                                                 f"{where.lineno})", time.time() - t0))
+        return False
+
+
 def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[CheckResult]:
     """Run every contract check on ``cls``; never raises for a failing adapter, it reports."""
     results: list[CheckResult] = []
 
-    def run(name: str, fn: Callable[[], str | None]) -> bool:
-        t0 = time.time()
-        try:
-            detail = fn() or ""
-            results.append(CheckResult(name, True, detail, time.time() - t0))
-            return True
-        except Exception as exc:  # noqa: BLE001 - a check reports whatever the adapter raised
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} ({where.filename.split('/')[-1]}:"
-                                                     f"{where.lineno})", time.time() - t0))
-            return False
+    run = functools.partial(_run_check, results)
 
     def is_method() -> str:
         assert isinstance(cls, type) and issubclass(cls, UnlearningMethod), "not a subclass of UnlearningMethod"
@@ -202,16 +206,7 @@ def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
 
     results: list[CheckResult] = []
 
-    def run(name: str, fn: Callable[[], str | None]) -> bool:
-        t0 = time.time()
-        try:
-            results.append(CheckResult(name, True, fn() or "", time.time() - t0))
-            return True
-        except Exception as exc:  # noqa: BLE001 - a check reports whatever the attack raised
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} ({where.filename.split('/')[-1]}:"
-                                                     f"{where.lineno})", time.time() - t0))
-            return False
+    run = functools.partial(_run_check, results)
 
     def declares() -> str:
         assert isinstance(cls, type) and issubclass(cls, Attack), "not a subclass of Attack"

@@ -71,9 +71,9 @@ class ClassEmbeddingInversion(Attack):
         return recovered, losses, stopped
 
     def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
-        missing = self.missing_capabilities(model)
-        if missing:
-            return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
+        skipped = self.skip_if_missing(model)
+        if skipped:
+            return skipped
         cfg = self.config
         recovered, losses, stopped = cached_per_model(context, self, model, lambda: self.invert(model, context))
         if stopped:

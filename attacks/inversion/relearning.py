@@ -80,9 +80,9 @@ class Relearning(Attack):
         return None, curve, ""
 
     def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
-        missing = self.missing_capabilities(model)
-        if missing:
-            return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
+        skipped = self.skip_if_missing(model)
+        if skipped:
+            return skipped
         cfg = self.config
         steps, curve, stopped = cached_per_model(context, self, model, lambda: self.steps_to_relearn(model, context))
         if stopped:

@@ -137,9 +137,9 @@ class MembershipAttack(Attack):
         return scores
 
     def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
-        missing = self.missing_capabilities(model)
-        if missing:
-            return AttackResult("skipped", reason=f"model lacks {', '.join(sorted(missing))}")
+        skipped = self.skip_if_missing(model)
+        if skipped:
+            return skipped
         fc = context.forget_class
         try:
             own = self._all_scores(model, context)
