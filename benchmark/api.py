@@ -24,10 +24,16 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 @dataclass(frozen=True)
 class LabeledImages:
-    """Images in [-1, 1] (N×C×H×W float) with their integer class labels (N, long)."""
+    """Images in [-1, 1] (N×C×H×W float) with integer labels (N, long).
+
+    On the class track ``y`` are class ids and the conditions. On the text track ``prompts`` is a caption
+    vocabulary and ``y`` indexes it: ``conditions`` gives what ``DiffusionModel.encode`` takes either way,
+    so a method writes ``model.encode(batch.conditions)`` once for both tracks.
+    """
 
     x: Tensor
     y: Tensor
+    prompts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
@@ -36,8 +42,21 @@ class LabeledImages:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def conditions(self) -> Tensor | list[str]:
+        """The conditions to encode: class ids, or the caption of each image."""
+        if self.prompts is None:
+            return self.y
+        return [self.prompts[int(i)] for i in self.y]
+
     def where(self, mask: Tensor) -> LabeledImages:
-        return LabeledImages(self.x[mask], self.y[mask])
+        return LabeledImages(self.x[mask], self.y[mask], self.prompts)
+
+    def take(self, index: Tensor) -> LabeledImages:
+        return LabeledImages(self.x[index], self.y[index], self.prompts)
+
+    def to(self, device: str | torch.device) -> LabeledImages:
+        return LabeledImages(self.x.to(device), self.y.to(device), self.prompts)
 
 
 class DiffusionModel(abc.ABC):
@@ -267,6 +286,25 @@ class EvalContext:
     members: LabeledImages | None = None
     device: str = "cpu"
     cache_dir: Path | None = None
+    # Set by scenarios whose conditions are not class ids (the text track); None = derived from forget_class.
+    retain_mask: Tensor | None = None  # which samples were drawn for retained conditions
+    reference_retained: LabeledImages | None = None  # real held-out images of the retained conditions
+    members_retained: LabeledImages | None = None  # real member images of the retained conditions
+    extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific (prompts, concept, groups)
+
+    def retained_samples(self) -> Tensor:
+        mask = self.retain_mask if self.retain_mask is not None else self.samples.y != self.forget_class
+        return self.samples.x[mask]
+
+    def retained_reference(self) -> LabeledImages:
+        if self.reference_retained is not None:
+            return self.reference_retained
+        return self.reference.where(self.reference.y != self.forget_class)
+
+    def retained_members(self) -> LabeledImages | None:
+        if self.members_retained is not None:
+            return self.members_retained
+        return None if self.members is None else self.members.where(self.members.y != self.forget_class)
 
 
 class Metric(abc.ABC):

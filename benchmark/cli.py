@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated method names (default: the scenario's list)")
     run.add_argument("--attacks", type=_attacks_arg, default=None,
                      help="comma-separated attack names, or 'none' (default: the scenario's list)")
-    run.add_argument("--forget-class", type=int, default=None, help="class to forget (default: the card's)")
+    run.add_argument("--forget-class", type=int, default=None, help="class to forget, class track (default: the card's)")
+    run.add_argument("--concept", default=None,
+                     help="concept to forget, text track: digit:0..9 or colour:red|green|blue|yellow (default: the card's)")
     run.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (bf16 autocast on CUDA)")
@@ -84,8 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.results import validate_record
     from reports.leaderboard import render
 
+    if args.forget_class is not None and args.concept is not None:
+        raise UnlearnbenchError("--forget-class (class track) and --concept (text track) are exclusive")
     plan = runner.plan(args.scenario, args.methods, args.forget_class, args.tier, args.seed, args.device, args.out,
-                       attacks=args.attacks)
+                       attacks=args.attacks, target=args.concept)
     paths = runner.execute(plan, show_progress=not args.no_progress, force=args.force)
     records = [validate_record(json.loads(p.read_text()), str(p)) for p in paths]
     print()
@@ -108,11 +112,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from benchmark import zoo
     from benchmark.registry import ATTACKS, METHODS, METRICS, SCENARIOS
+    from benchmark.scenarios import load_scenario
+
+    def tracks(reg: object, name: str) -> str:
+        if reg is SCENARIOS:
+            try:
+                return f"track {load_scenario(name).track:<6}"
+            except UnlearnbenchError as exc:
+                return f"unreadable card: {exc}"
+        if reg in (METHODS, ATTACKS):
+            cls = reg.get(name)  # type: ignore[attr-defined]
+            return f"tracks {','.join(sorted(getattr(cls, 'supports', None) or getattr(cls, 'tracks', ()))):<11}"
+        return ""
 
     for reg in (METHODS, METRICS, ATTACKS, SCENARIOS):
         print(f"{reg.kind}:")
         for name in reg.names():
-            print(f"  {name:<20} {reg.origin(name)}")
+            print(f"  {name:<20} {tracks(reg, name)} {reg.origin(name)}".rstrip())
         if not reg.names():
             print("  (none yet)")
     print("zoo:")

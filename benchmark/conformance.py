@@ -45,10 +45,48 @@ def tiny_request(forget_class: int = 3, n_forget: int = 32, n_retain: int = 96, 
                           max_steps=max_steps)
 
 
-def smoke_overrides(name: str, scenario: str = "mnist-class") -> dict[str, Any]:
-    """The method's smoke-tier budget from the scenario card ({} if the card does not list it)."""
+def tiny_text_model(seed: int = 0) -> Any:
+    """A tiny text-conditioned UNet (8/16 channels, cross-attention at 8×8) on a randomly initialised
+    tiny CLIP text tower: the text track's shapes and code paths, in milliseconds."""
+    from benchmark.models.text_unet import TextConditionalUNet, tiny_text_unet_config
+    from benchmark.models.tiny_clip import TextStates, create_clip
+
+    text = TextStates(create_clip(seed=1234)).eval().requires_grad_(False)
+    return TextConditionalUNet.from_config(tiny_text_unet_config((8, 16), text.width, heads=2), text, seed=seed,
+                                           text_source={"zoo": None, "note": "random tiny CLIP (tests)"})
+
+
+def tiny_text_request(concept: str = "digit:3", n_forget: int = 16, n_retain: int = 48,
+                      max_steps: int = 2) -> UnlearnRequest:
+    """A text-track request as the text scenario builds it, on a few images (captions: erase phrasings
+    for the concept, any phrasing for the rest)."""
+    from benchmark.data.mnist_text import mnist_text_splits, parse_concept
+    from benchmark.scenarios.text_track import captions_for, with_captions
+
+    c = parse_concept(concept)
+    members = mnist_text_splits().members
+    is_f = c.mask(members)
+    keep = torch.randperm(int((~is_f).sum()), generator=torch.Generator().manual_seed(0))[:n_retain]
+    forget = members.where(is_f).where(torch.arange(int(is_f.sum())) < n_forget)
+    retain = members.where(~is_f).where(torch.isin(torch.arange(int((~is_f).sum())), keep))
+    values = ([f"{w}" for w in ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")]
+              if c.axis == "digit" else ["red", "green", "blue", "yellow"])
+    own = c.phrasings("erase")[0]
+    return UnlearnRequest(forget=with_captions(forget, captions_for(forget, c, 0)),
+                          retain=with_captions(retain, captions_for(retain, c, 1)),
+                          forget_target=tuple(c.phrasings("erase")), remap_targets=[v for v in values if v != own],
+                          num_classes=len(values), seed=0, max_steps=max_steps)
+
+
+def smoke_overrides(name: str, scenario: str | None = None) -> dict[str, Any]:
+    """The method's smoke-tier budget from the scenario card ({} if the card does not list it); by
+    default the class card, or the text object card for a text-only method."""
+    from benchmark.registry import METHODS
     from benchmark.scenarios import load_scenario
 
+    if scenario is None:
+        supports = getattr(METHODS.get(name), "supports", {"class"}) if name in METHODS else {"class"}
+        scenario = "mnist-class" if "class" in supports else "mnist-text-object"
     return load_scenario(scenario).method_config("smoke", name)
 
 
@@ -91,12 +129,14 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
         return results
 
     config = cls.make_config(overrides or {})
-    model = tiny_model()
+    track = "class" if "class" in cls.supports else "text"
+    make_model, make_request = (tiny_model, tiny_request) if track == "class" else (tiny_text_model, tiny_text_request)
+    model = make_model()
     before = model.fingerprint()
     out: dict[str, UnlearnOutcome] = {}
 
     def unlearns() -> str:
-        req = tiny_request()
+        req = make_request()
         seen: list[tuple[int, int]] = []
         req.progress = lambda step, total, stats: seen.append((step, total))
         result = cls(config).unlearn(model, req)
@@ -121,7 +161,7 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
         return "weights changed" if changed else "weights unchanged (declared)"
 
     def deterministic() -> str:
-        again = cls(config).unlearn(model, tiny_request())
+        again = cls(config).unlearn(model, make_request())
         assert again.model.fingerprint() == out["first"].model.fingerprint(), "same seed gave different weights"
         return ""
 
@@ -145,11 +185,22 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
             return f"{track}: {exc}"
         raise AssertionError(f"accepted the unsupported {track} track")
 
+    def text_track() -> str:
+        text_model = tiny_text_model()
+        text_before = text_model.fingerprint()
+        result = cls(config).unlearn(text_model, tiny_text_request())
+        assert text_model.fingerprint() == text_before, "the input text model's weights changed"
+        changed = result.model.fingerprint() != text_before
+        assert changed == getattr(cls, "changes_weights", True), "weights did not change on the text track"
+        return f"{result.steps} steps on a tiny text model"
+
     run("leaves the input model untouched", untouched)
     run("changes the weights", changes)
     run("same seed → same weights", deterministic)
     run("respects max_steps, reports progress", budget)
     run("unsupported track is a clear error", unsupported)
+    if track == "class" and "text" in cls.supports:
+        run("also runs on the text track", text_track)
     return results
 
 

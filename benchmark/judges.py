@@ -26,10 +26,14 @@ class DigitCNN(nn.Module):
     which ``reject_class`` (if set) means "not a digit"."""
 
     def __init__(self, num_classes: int = 10, width: int = 32, feature_dim: int = 64, in_channels: int = 1,
-                 image_size: int = 16, reject_class: int | None = None):
+                 image_size: int = 16, reject_class: int | None = None,
+                 heads: dict[str, list[int]] | None = None):
         super().__init__()
-        self.config = dict(num_classes=num_classes, width=width, feature_dim=feature_dim,
-                           in_channels=in_channels, image_size=image_size, reject_class=reject_class)
+        self.config: dict[str, Any] = dict(num_classes=num_classes, width=width, feature_dim=feature_dim,
+                                           in_channels=in_channels, image_size=image_size,
+                                           reject_class=reject_class)
+        if heads:  # a multi-head judge: name -> [first, end) slice of the outputs, each its own softmax
+            self.config["heads"] = {k: list(v) for k, v in heads.items()}
         w = width
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
@@ -98,8 +102,23 @@ class ClassifierJudge(Judge):
         out = [fn(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
         return torch.cat(out) if out else torch.empty(0)
 
-    def predict_proba(self, x: Tensor) -> Tensor:
-        return self._batched(lambda b: F.softmax(self.net(b), dim=1), x)
+    @property
+    def heads(self) -> dict[str, tuple[int, int]]:
+        """Output slices per head; a single-head judge has one head, 'class'."""
+        heads = self.net.config.get("heads")
+        if not heads:
+            return {"class": (0, self.num_outputs)}
+        return {k: (int(v[0]), int(v[1])) for k, v in heads.items()}
+
+    def predict_proba(self, x: Tensor, head: str | None = None) -> Tensor:
+        """Class probabilities of one head (the first head by default; a single-head judge has one)."""
+        a, b = self.heads[head] if head is not None else next(iter(self.heads.values()))
+        return self._batched(lambda batch: F.softmax(self.net(batch)[:, a:b], dim=1), x)
+
+    def predict_heads(self, x: Tensor) -> dict[str, Tensor]:
+        """Argmax prediction of every head."""
+        logits = self._batched(self.net, x)
+        return {k: logits[:, a:b].argmax(1) for k, (a, b) in self.heads.items()}
 
     def features(self, x: Tensor) -> Tensor:
         return self._batched(self.net.features, x)

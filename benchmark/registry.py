@@ -145,12 +145,17 @@ for _name, _target in {
     "salun": "methods.salun:SalUn",
     "erasediff": "methods.erasediff:EraseDiff",
     "erasediff-fixed": "methods.erasediff:EraseDiffFixed",
+    "esd-u": "methods.esd:ESD",
+    "esd-x": "methods.esd:ESDX",
+    "uce": "methods.uce:UCE",
 }.items():
     METHODS.register(_name, _target)
 
 for _name, _target in {
     "classifier": "benchmark.metrics.classifier:ClassifierMetrics",
     "fidelity": "benchmark.metrics.fid:FidelityMetrics",
+    "concept": "benchmark.metrics.concept:ConceptMetrics",
+    "clip_score": "benchmark.metrics.clip_score:CLIPScoreMetrics",
 }.items():
     METRICS.register(_name, _target)
 
@@ -165,3 +170,5 @@ for _name, _target in {
 
 JUDGES.register("classifier", "benchmark.judges:ClassifierJudge")
 SCENARIOS.register("mnist-class", "benchmark.scenarios:MNIST_CLASS")
+SCENARIOS.register("mnist-text-object", "benchmark.scenarios:MNIST_TEXT_OBJECT")
+SCENARIOS.register("mnist-text-style", "benchmark.scenarios:MNIST_TEXT_STYLE")

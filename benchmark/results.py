@@ -24,8 +24,10 @@ RECORD_KIND = "unlearnbench.result"
 _PACKAGES = ("torch", "diffusers", "torch-fidelity", "numpy", "safetensors", "pandas", "mlxtend")
 
 
-def record_filename(scenario: str, forget_class: int, method: str, seed: int, tier: str) -> str:
-    return f"{scenario}__c{forget_class}__{method}__seed{seed}__{tier}.json"
+def record_filename(scenario: str, target: int | str, method: str, seed: int, tier: str) -> str:
+    """``target``: the scenario setup's target tag (``c0``, ``digit0``, ``red``); an int is a class id."""
+    tag = f"c{target}" if isinstance(target, int) else target
+    return f"{scenario}__{tag}__{method}__seed{seed}__{tier}.json"
 
 
 def git_commit() -> dict[str, Any]:

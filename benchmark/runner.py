@@ -32,7 +32,7 @@ class MethodCell:
 class RunPlan:
     scenario: Scenario
     tier: str
-    forget_class: int
+    target: Any  # the forget target, normalised by the scenario's setup (a class id, a concept)
     seed: int
     device: str
     out_dir: Path
@@ -40,16 +40,23 @@ class RunPlan:
     attacks: list[MethodCell] = field(default_factory=list)
     max_steps: int | None = None  # caps every method's optimiser steps (check-method's smoke run)
 
+    @property
+    def forget_class(self) -> Any:
+        """The forget target (named for the class track; kept for older callers)."""
+        return self.target
 
-def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget_class: int | None = None,
+
+def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget_class: Any = None,
          tier: str = "quick", seed: int = 0, device: str = "cpu", out_dir: str | Path = "results",
-         attacks: list[str] | None = None) -> RunPlan:
-    """Validate everything and return the run; ``attacks`` None = the card's list, [] = none."""
-    from benchmark.data.mnist import check_class
+         attacks: list[str] | None = None, target: Any = None) -> RunPlan:
+    """Validate everything and return the run; ``attacks`` None = the card's list, [] = none.
+
+    ``target`` (or, for the class track, ``forget_class``) is the forget target; None = the card's."""
+    from benchmark.scenarios.setup import setup_class
 
     sc = load_scenario(scenario)
     sc.tier(tier)
-    fc = check_class(sc.forget_class if forget_class is None else forget_class, sc.num_classes)
+    tgt = setup_class(sc).check_target(sc, target if target is not None else forget_class)
     _check_device(device)
     if seed < 0:
         raise UnlearnbenchError(f"seed must be a non-negative integer, got {seed}")
@@ -58,7 +65,7 @@ def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget
         raise UnlearnbenchError("no methods to run: pass --methods or set default_methods in the scenario card")
     if len(set(names)) != len(names):
         raise UnlearnbenchError(f"duplicate method names in {names}")
-    run = RunPlan(sc, tier, fc, seed, device, Path(out_dir))
+    run = RunPlan(sc, tier, tgt, seed, device, Path(out_dir))
     for name in names:
         cls = METHODS.get(name)
         try:
@@ -71,6 +78,8 @@ def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget
         METRICS.get(metric)
     for name in (list(sc.attacks) if attacks is None else list(attacks)):
         cls = ATTACKS.get(name)
+        if sc.track not in getattr(cls, "tracks", {"class"}):
+            raise UnlearnbenchError(f"attack {name!r} does not support the {sc.track} track")
         try:
             config = cls.make_config(sc.attack_config(tier, name))
         except (TypeError, ValueError) as exc:
@@ -153,35 +162,25 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     from tqdm.auto import tqdm
 
     from benchmark import cost, zoo
-    from benchmark.api import EvalContext, UnlearnRequest
-    from benchmark.data.mnist import mnist_splits
-    from benchmark.sampling import SampleSpec, sample_classes, save_grid
+    from benchmark.scenarios.setup import setup_for
 
-    sc, tier = run.scenario, run.scenario.tier(run.tier)
-    models = sc.models
-    splits = mnist_splits(int(sc.data.get("split_seed", 0)), int(sc.data.get("members_per_class", 400)))
-    base = zoo.load_unet(models["base"]["zoo"], models["base"].get("sha256")).to(run.device)
+    sc = run.scenario
+    setup = setup_for(sc, run.target, run.device, log)
+    base = setup.base
     base_fp = base.fingerprint()
-    judge = zoo.load_judge(models["judge"]["zoo"], models["judge"].get("sha256"), device=run.device)
-    forget, retain = splits.forget_retain(run.forget_class)
-    spec = SampleSpec(tuple(range(sc.num_classes)), tier.samples_per_class, tier.ddim_steps, sc.guidance, run.seed)
+    judge = setup.judge
     cache = zoo.cache_dir()
-    attack_ctx = (attack_context(sc, run.tier, run.forget_class, run.seed, run.device, splits, judge, base, log)
-                  if run.attacks else None)
+    attack_ctx = setup.attack_context(run.tier, run.seed) if run.attacks else None
     written = []
     for cell in run.cells:
-        path = run.out_dir / record_filename(sc.name, run.forget_class, cell.name, run.seed, run.tier)
+        path = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier)
         if not force and _existing(path, sc, cell, run.attacks):
             log(f"[{cell.name}] record exists, skipped (use --force to recompute): {path}")
             written.append(path)
             continue
         method = cell.cls(cell.config)
         bar = _Bar(f"unlearn {cell.name}", show_progress)
-        request = UnlearnRequest(
-            forget=forget, retain=retain, forget_target=run.forget_class,
-            remap_targets=[c for c in range(sc.num_classes) if c != run.forget_class],
-            num_classes=sc.num_classes, seed=run.seed, device=run.device, progress=bar, scenario=str(sc.path),
-            max_steps=run.max_steps)
+        request = setup.request(run.seed, run.device, progress=bar, max_steps=run.max_steps)
         timings: dict[str, float] = {}
         try:
             with cost.measure(run.device) as meter:
@@ -192,13 +191,11 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         model = outcome.model.to(run.device).eval()
         fp = model.fingerprint()
         t0 = time.time()
-        samples = sample_classes(model, spec, cache_dir=cache, show_progress=show_progress,
-                                 desc=f"sample {cell.name}", fingerprint=fp)
+        samples = setup.sample(model, run.tier, run.seed, fp, cache, show_progress, f"sample {cell.name}")
         timings["sampling"] = time.time() - t0
-        grid = save_grid(samples, path.with_suffix(".png"))
+        grid = setup.save_grid(samples, path.with_suffix(".png"))
         t0 = time.time()
-        ctx = EvalContext(scenario=sc, tier=run.tier, samples=samples, forget_class=run.forget_class, judge=judge,
-                          reference=splits.heldout, members=splits.members, device=run.device, cache_dir=cache)
+        ctx = setup.eval_context(run.tier, samples, cache)
         values = {}
         for metric_name in tqdm(sc.metrics, desc=f"metrics {cell.name}", leave=False, disable=not show_progress):
             for v in METRICS.get(metric_name)().compute(ctx):
@@ -208,9 +205,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
                           **_run_attacks(run, attack_ctx, model, path, show_progress, timings)}
         record = new_record(
             scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,
-                      "tier": run.tier, "forget_class": run.forget_class, "samples_per_class": tier.samples_per_class,
-                      "ddim_steps": tier.ddim_steps, "guidance": sc.guidance,
-                      "guidance_convention": "(1+w)·eps_c − w·eps_u"},
+                      "tier": run.tier, **setup.record_fields(run.tier)},
             seed=run.seed,
             method={"name": cell.name, "class": f"{cell.cls.__module__}:{cell.cls.__qualname__}",
                     "origin": METHODS.origin(cell.name), "paper": getattr(cell.cls, "paper", ""),
@@ -227,11 +222,8 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         )
         write_record(record, path)
         written.append(path)
-        fa, fid = values.get("forget_accuracy", {}), values.get("fid", {})
-        log(f"[{cell.name}] forget acc {fa.get('value', float('nan')):.3f} (n={fa.get('n')}), "
-            f"FID[{judge.label}] {fid.get('value', float('nan')):.2f} (n={fid.get('n')}), "
-            f"unlearn {timings['unlearn']:.1f}s, sample {timings['sampling']:.1f}s{_attack_summary(attack_results, timings)}"
-            f" → {path}")
+        log(f"[{cell.name}] {setup.summary(values)}, unlearn {timings['unlearn']:.1f}s, "
+            f"sample {timings['sampling']:.1f}s{_attack_summary(attack_results, timings)} → {path}")
     return written
 
 
@@ -242,31 +234,13 @@ def _attack_summary(results: dict[str, Any], timings: dict[str, float]) -> str:
     return f", attacks {timings['attacks']:.1f}s ({len(results) - len(bad)} ok{'; ' + '; '.join(bad) if bad else ''})"
 
 
-def attack_context(sc: Scenario, tier: str, forget_class: int, seed: int = 0, device: str = "cpu",
-                   splits: Any = None, judge: Any = None, base: Any = None, log: Any = _print) -> Any:
+def attack_context(sc: Scenario, tier: str, forget_class: Any = None, seed: int = 0, device: str = "cpu",
+                   log: Any = _print, target: Any = None) -> Any:
     """The AttackContext of a scenario cell: its data, judge, budget and the original and oracle models
     (the oracle from the zoo or the cache; without it, gaps to the oracle are omitted and a note is logged)."""
-    from benchmark import zoo
-    from benchmark.api import AttackBudget, AttackContext
-    from benchmark.data.mnist import mnist_splits
+    from benchmark.scenarios.setup import setup_for
 
-    models = sc.models
-    splits = splits or mnist_splits(int(sc.data.get("split_seed", 0)), int(sc.data.get("members_per_class", 400)))
-    judge = judge or zoo.load_judge(models["judge"]["zoo"], models["judge"].get("sha256"), device=device)
-    base = base or zoo.load_unet(models["base"]["zoo"], models["base"].get("sha256")).to(device)
-    refs = {"original": base}
-    oracle_name = f"mnist-unet-retrain-c{forget_class}"
-    if zoo.locate(oracle_name) is not None:
-        sha = ((models.get("oracles") or {}).get(forget_class) or {}).get("sha256")
-        refs["oracle"] = zoo.load_unet(oracle_name, sha).to(device)
-    else:
-        log(f"note: no oracle for class {forget_class} in the zoo or cache, so attack gaps to the oracle are "
-            f"omitted (build it with `unlearnbench zoo train {oracle_name}` or run the retrain method first)")
-    spec = sc.tier(tier)
-    return AttackContext(scenario=sc, tier=tier, forget_class=forget_class, members=splits.members,
-                         heldout=splits.heldout, judge=judge, reference_models=refs,
-                         budget=AttackBudget(**spec.attack_budget), seed=seed, device=device, guidance=sc.guidance,
-                         sample_steps=spec.ddim_steps)
+    return setup_for(sc, target if target is not None else forget_class, device, log).attack_context(tier, seed)
 
 
 def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_progress: bool,

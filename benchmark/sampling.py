@@ -57,6 +57,29 @@ def sample_classes(model: DiffusionModel, spec: SampleSpec, cache_dir: Path | No
     return LabeledImages(x, labels)
 
 
+def sample_prompts(model: DiffusionModel, prompts: list[str], steps: int, guidance: float, seed: int,
+                   cache_dir: Path | None = None, batch_size: int = 500, show_progress: bool = True,
+                   desc: str = "sampling", fingerprint: str | None = None) -> torch.Tensor:
+    """One seeded CFG sample per prompt (images in [−1, 1]), cached by (fingerprint, prompts, steps,
+    guidance, seed). Noise of item i depends only on (seed, i)."""
+    key = hashlib.sha256(json.dumps({"prompts": list(prompts), "steps": steps, "guidance": guidance,
+                                     "seed": seed}).encode()).hexdigest()[:16]
+    path = None
+    if cache_dir is not None:
+        fp = fingerprint or model.fingerprint()
+        path = Path(cache_dir) / "samples" / fp[:24] / f"prompts-{key}.pt"
+        if path.is_file():
+            x = torch.load(path, weights_only=True)
+            if x.shape[0] == len(prompts):
+                return x
+    with tqdm(total=len(prompts), desc=desc, unit="img", disable=not show_progress, leave=False) as bar:
+        x = model.sample(list(prompts), seed=seed, steps=steps, guidance=guidance, batch_size=batch_size,
+                         progress=bar.update)
+    if path is not None:
+        atomic_torch_save(x, path)
+    return x
+
+
 def atomic_torch_save(obj: object, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -64,12 +87,17 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 def save_grid(samples: LabeledImages, path: Path, per_class: int = 8, upscale: int = 3) -> Path:
     """A PNG grid: one row per class, the first ``per_class`` samples of each (nearest-upscaled)."""
+    rows = [samples.x[samples.y == c][:per_class] for c in torch.unique(samples.y).tolist()]
+    return save_image_rows(rows, path, per_class, upscale)
+
+
+def save_image_rows(rows: list[torch.Tensor], path: Path, per_row: int = 8, upscale: int = 3) -> Path:
+    """A PNG of image rows (each padded to ``per_row`` with black), nearest-upscaled."""
     import torch.nn.functional as F
     from torchvision.utils import save_image
 
-    rows = [samples.x[samples.y == c][:per_class] for c in torch.unique(samples.y).tolist()]
-    rows = [torch.cat([r, -torch.ones(per_class - len(r), *r.shape[1:])]) for r in rows]
+    rows = [torch.cat([r, -torch.ones(per_row - len(r), *r.shape[1:])]) for r in rows if len(r)]
     grid = F.interpolate(torch.cat(rows), scale_factor=upscale, mode="nearest")
     with atomic_path(path) as tmp:
-        save_image((grid + 1) / 2, tmp, nrow=per_class, padding=2, pad_value=0.5, format="png")
+        save_image((grid + 1) / 2, tmp, nrow=per_row, padding=2, pad_value=0.5, format="png")
     return path

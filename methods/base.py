@@ -9,7 +9,9 @@ combine several gradients (EraseDiff) overrides ``compute_gradients`` instead.
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +49,7 @@ class BatchStream:
             self._order, self._pos = torch.randperm(len(self.data), generator=self.gen), 0
         idx = self._order[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size
-        return LabeledImages(self.data.x[idx].to(device), self.data.y[idx].to(device))
+        return self.data.take(idx).to(device)
 
 
 @dataclass
@@ -64,6 +66,28 @@ class FineTuneConfig:
 
 def track_of(model: DiffusionModel) -> str:
     return "text" if "text_cond" in model.capabilities else "class"
+
+
+def replace_concept(prompts: Sequence[str], erase: Sequence[str], replacements: Sequence[str]) -> list[str]:
+    """Each caption with its erase phrasing (longest match first, whole words) replaced by the
+    replacement at the same position: how the text track remaps a forget caption to another concept."""
+    pattern = re.compile(r"\b(" + "|".join(re.escape(p) for p in sorted(erase, key=len, reverse=True)) + r")\b")
+    out = []
+    for prompt, new in zip(prompts, replacements):
+        remapped, n = pattern.subn(new, prompt, count=1)
+        if n == 0:
+            raise ValueError(f"caption {prompt!r} names the concept by none of its erase phrasings {list(erase)}")
+        out.append(remapped)
+    return out
+
+
+def remap_conditions(f: LabeledImages, request: UnlearnRequest, choice: Tensor) -> Tensor | list[str]:
+    """The forget batch's conditions remapped to ``request.remap_targets[choice[i]]``: class ids on the
+    class track, the caption with the concept's phrase replaced on the text track."""
+    targets = list(request.remap_targets)
+    if f.prompts is None:
+        return torch.as_tensor(targets, dtype=torch.long)[choice.cpu()].to(f.y.device)
+    return replace_concept(f.conditions, list(request.forget_target), [targets[int(i)] for i in choice])
 
 
 class FineTuningMethod(UnlearningMethod):

@@ -62,14 +62,14 @@ class BlindSpot(FineTuningMethod):
 
     def loss(self, model, batch: Batch, state, gen):
         f, r = batch.forget, batch.retain
-        loss_r = model.loss(r.x, model.encode(r.y), generator=gen)
+        loss_r = model.loss(r.x, model.encode(r.conditions), generator=gen)
         t = torch.randint(0, model.num_train_timesteps, (len(f),), generator=gen).to(f.x.device)
         noise = torch.randn(f.x.shape, generator=gen).to(f.x.device)
         x_t = model.add_noise(f.x, noise, t)
         proxy: DiffusionModel = state["proxy"]
         with torch.no_grad():
-            target = proxy.eps(x_t, t, proxy.encode(f.y))
-        loss_f = (model.eps(x_t, t, model.encode(f.y)) - target).pow(2).flatten(1).mean(1)
+            target = proxy.eps(x_t, t, proxy.encode(f.conditions))
+        loss_f = (model.eps(x_t, t, model.encode(f.conditions)) - target).pow(2).flatten(1).mean(1)
         n = len(f) + len(r)
         loss = (loss_r.sum() + loss_f.sum()) / n  # each term weighted by its share of the mixed batch
         return loss, {"loss_r": float(loss_r.mean().detach()), "loss_f_proxy": float(loss_f.mean().detach())}

@@ -9,7 +9,9 @@ L_r is the ordinary denoising loss on D_r. L_f is the same denoising loss on D_f
 replaced, and it is *minimised*, so the forgotten class follows a wrong trajectory:
 
 - ``noise``: target ε̂ ~ U[0,1)^d (uniform, not Gaussian); the same ε̂ builds x̃_t = √ᾱ x0 + √(1−ᾱ) ε̂.
-- ``remap``: target = stopgrad ε_θ(x_t, t, c′) with c′ drawn uniformly from the other classes.
+- ``remap``: target = stopgrad ε_θ(x_t, t, c′) with c′ drawn uniformly from the other classes (text
+  track: the forget caption with the concept's phrase replaced by another concept's, e.g. "zero in red"
+  → "seven in red"; the paper's SD setting remaps to another prompt the same way).
 
 Per outer step: (1) from θ, K steps of a *separate* Adam on a copy approximate φ_K ≈ argmin L_f;
 L_f(φ_K) is a constant, so ∇g(θ) = ∇L_f(θ) and the inner loop yields the constraint value g, which is
@@ -34,7 +36,7 @@ import torch
 from torch import Tensor
 
 from benchmark.api import DiffusionModel, LabeledImages, UnlearnRequest
-from methods.base import Batch, FineTuneConfig, FineTuningMethod
+from methods.base import Batch, FineTuneConfig, FineTuningMethod, remap_conditions
 
 
 @dataclass
@@ -58,14 +60,14 @@ class ForgetDraw:
 
     t: Tensor
     noise: Tensor
-    remap: Tensor | None
+    remap: Tensor | list[str] | None  # remapped conditions (class ids or captions)
 
 
 class EraseDiff(FineTuningMethod):
     name = "erasediff"
     paper = ("Wu, Le, Hayat, Harandi. Erasing Undesirable Influence in Diffusion Models. "
              "arXiv 2401.05779 (CVPR 2025)")
-    supports = frozenset({"class"})
+    supports = frozenset({"class", "text"})
     Config = EraseDiffConfig
     config: EraseDiffConfig
 
@@ -75,11 +77,10 @@ class EraseDiff(FineTuningMethod):
             raise ValueError(f"erasediff lambda_mode must be 'adaptive' or 'fixed', got {cfg.lambda_mode!r}")
         if cfg.forget_target not in ("noise", "remap"):
             raise ValueError(f"erasediff forget_target must be 'noise' or 'remap', got {cfg.forget_target!r}")
-        remap = torch.as_tensor(list(request.remap_targets), dtype=torch.long)
-        if cfg.forget_target == "remap" and len(remap) == 0:
-            raise ValueError("erasediff forget_target='remap' needs remap targets (other classes)")
+        if cfg.forget_target == "remap" and len(request.remap_targets) == 0:
+            raise ValueError("erasediff forget_target='remap' needs remap targets (other classes or concepts)")
         phi = model.clone() if cfg.inner_steps > 0 else None
-        return {"remap": remap, "phi": phi}
+        return {"request": request, "phi": phi}
 
     def draw(self, f: LabeledImages, state: dict[str, Any], model: DiffusionModel, gen: torch.Generator) -> ForgetDraw:
         n = len(f)
@@ -89,13 +90,14 @@ class EraseDiff(FineTuningMethod):
             remap = None
         else:
             noise = torch.randn(f.x.shape, generator=gen).to(f.x.device)
-            choices = state["remap"]
-            remap = choices[torch.randint(0, len(choices), (n,), generator=gen)].to(f.x.device)
+            request = state["request"]
+            choice = torch.randint(0, len(request.remap_targets), (n,), generator=gen)
+            remap = remap_conditions(f, request, choice)
         return ForgetDraw(t, noise, remap)
 
     def forget_loss(self, model: DiffusionModel, f: LabeledImages, d: ForgetDraw) -> Tensor:
         x_t = model.add_noise(f.x, d.noise, d.t)
-        pred = model.eps(x_t, d.t, model.encode(f.y))
+        pred = model.eps(x_t, d.t, model.encode(f.conditions))
         if d.remap is None:
             target = d.noise
         else:
@@ -127,7 +129,7 @@ class EraseDiff(FineTuningMethod):
         d = self.draw(f, state, model, gen)
         lf_phi = self.inner_value(model, f, d, state) if cfg.inner_steps > 0 else float("nan")
 
-        loss_r = model.loss(r.x, model.encode(r.y), generator=gen).mean()
+        loss_r = model.loss(r.x, model.encode(r.conditions), generator=gen).mean()
         g_r = torch.autograd.grad(loss_r, params)
         loss_f = self.forget_loss(model, f, d)
         g_f = torch.autograd.grad(loss_f, params)

@@ -23,9 +23,9 @@ class FinetuneConfig(FineTuneConfig):
 class Finetune(FineTuningMethod):
     name = "finetune"
     paper = "Finetune baseline, as evaluated in Fan et al., SalUn (ICLR 2024) and Wu et al., EraseDiff (arXiv 2401.05779)"
-    supports = frozenset({"class"})
+    supports = frozenset({"class", "text"})
     Config = FinetuneConfig
 
     def loss(self, model, batch, state, gen):
         r = batch.retain
-        return model.loss(r.x, model.encode(r.y), generator=gen).mean(), {}
+        return model.loss(r.x, model.encode(r.conditions), generator=gen).mean(), {}

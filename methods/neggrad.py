@@ -22,10 +22,10 @@ class NegGradConfig(FineTuneConfig):
 class NegGrad(FineTuningMethod):
     name = "neggrad"
     paper = "Gradient ascent baseline (Golatkar et al., CVPR 2020; as evaluated in SalUn, ICLR 2024)"
-    supports = frozenset({"class"})
+    supports = frozenset({"class", "text"})
     Config = NegGradConfig
 
     def loss(self, model, batch, state, gen):
         f = batch.forget
-        forget_loss = model.loss(f.x, model.encode(f.y), generator=gen).mean()
+        forget_loss = model.loss(f.x, model.encode(f.conditions), generator=gen).mean()
         return -forget_loss, {"forget_loss": float(forget_loss.detach())}

@@ -8,7 +8,8 @@ the masked weights only:
 
     L = ‖ε_θ(x_t, t, c_f) − stopgrad ε_θ(x_t, t, c′)‖² + α · L_r,   c′ = (c_f + 1) mod #classes,
 
-with gradients of unmasked weights zeroed before each step. DDPM defaults: α = 1e-3, 1,000 iterations,
+with gradients of unmasked weights zeroed before each step. Text track: c′ is the forget caption with the
+concept's phrase replaced by the first other value of its axis (the released SD code's remap prompt). DDPM defaults: α = 1e-3, 1,000 iterations,
 batch 128, Adam 1e-4. In the released DDPM code the forget term is a pixel-*averaged* MSE while L_r is
 the codebase's pixel-*summed* denoising loss, so α = 1e-3 multiplies a loss 3,072× (CIFAR) larger; this
 keeps that balance (α × pixels × the pixel-averaged L_r). Taken literally on averaged losses, α = 1e-3
@@ -26,7 +27,7 @@ import torch
 
 from benchmark import cost
 from benchmark.api import DiffusionModel, UnlearnRequest
-from methods.base import Batch, FineTuneConfig, FineTuningMethod
+from methods.base import Batch, FineTuneConfig, FineTuningMethod, replace_concept
 
 
 @dataclass
@@ -42,7 +43,7 @@ class SalUn(FineTuningMethod):
     name = "salun"
     paper = ("Fan, Liu, Zhang, Wei, Wong, Liu. SalUn: Empowering Machine Unlearning via Gradient-based "
              "Weight Saliency in Both Image Classification and Generation. ICLR 2024")
-    supports = frozenset({"class"})
+    supports = frozenset({"class", "text"})
     Config = SalUnConfig
     config: SalUnConfig
 
@@ -53,8 +54,11 @@ class SalUn(FineTuningMethod):
         with cost.phase("saliency"):
             masks = self.saliency_masks(model, request, gen)
         kept = sum(int(m.sum()) for m in masks)
-        remap = (int(request.forget_target) + 1) % request.num_classes  # type: ignore[arg-type]
-        return {"masks": masks, "remap": remap,
+        if request.forget.prompts is None:
+            remap: int | str = (int(request.forget_target) + 1) % request.num_classes  # type: ignore[arg-type]
+        else:  # text track: the first other value on the concept's axis ("one" for digit 0, "green" for red)
+            remap = list(request.remap_targets)[0]
+        return {"masks": masks, "remap": remap, "request": request,
                 "stats": {"mask_kept": kept, "mask_total": sum(m.numel() for m in masks), "remap_class": remap}}
 
     def saliency_masks(self, model: DiffusionModel, request: UnlearnRequest, gen: torch.Generator) -> list[torch.Tensor]:
@@ -62,8 +66,8 @@ class SalUn(FineTuningMethod):
         acc = [torch.zeros_like(p) for p in params]
         f, bs, device = request.forget, self.config.batch_size, model.device
         for start in range(0, len(f), bs):
-            x, y = f.x[start:start + bs].to(device), f.y[start:start + bs].to(device)
-            loss = model.loss(x, model.encode(y), generator=gen).mean()
+            chunk = f.take(torch.arange(start, min(start + bs, len(f)))).to(device)
+            loss = model.loss(chunk.x, model.encode(chunk.conditions), generator=gen).mean()
             grads = torch.autograd.grad(loss, params)
             norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
             scale = min(1.0, 1.0 / (float(norm) + 1e-12))
@@ -80,9 +84,13 @@ class SalUn(FineTuningMethod):
         noise = torch.randn(f.x.shape, generator=gen).to(f.x.device)
         x_t = model.add_noise(f.x, noise, t)
         with torch.no_grad():
-            target = model.eps(x_t, t, model.encode(torch.full_like(f.y, state["remap"])))
-        loss_f = (model.eps(x_t, t, model.encode(f.y)) - target).pow(2).flatten(1).mean(1).mean()
-        loss_r = model.loss(r.x, model.encode(r.y), generator=gen).mean()
+            if f.prompts is None:
+                remapped: Any = torch.full_like(f.y, state["remap"])
+            else:
+                remapped = replace_concept(f.conditions, list(state["request"].forget_target), [state["remap"]] * len(f))
+            target = model.eps(x_t, t, model.encode(remapped))
+        loss_f = (model.eps(x_t, t, model.encode(f.conditions)) - target).pow(2).flatten(1).mean(1).mean()
+        loss_r = model.loss(r.x, model.encode(r.conditions), generator=gen).mean()
         # α weighs the *pixel-summed* retain loss against a pixel-averaged forget loss, as in the code.
         loss = loss_f + self.config.alpha * r.x[0].numel() * loss_r
         loss.backward()

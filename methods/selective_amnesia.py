@@ -18,6 +18,13 @@ terms here are scaled the same way so that λ = 10 keeps its meaning. Difference
 on purpose: images for the Fisher are in the model's [−1, 1]
 range (the code fed [0, 1] tensors), and replay / Fisher samples come from this harness's seeded DDIM
 sampler with classifier-free guidance rather than the 1,000-step ancestral sampler.
+
+Text track (SA's Stable Diffusion setting): the surrogate is not noise but images of a surrogate
+concept generated once by the original model — here each forget caption with the concept's phrase
+replaced by the first other value of its axis ("zero in red" → "one in red"), as SA maps a celebrity to
+"a middle-aged man" — and trained under the forget captions. The Fisher uses samples of the request's
+captions (forget and retain), replay samples of the retain captions. ``sample_guidance`` w is the class
+track's (1+w)·ε_c − w·ε_u; on a text model the same guidance is passed as s = 1 + w.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import torch
 
 from benchmark import cost
 from benchmark.api import DiffusionModel, LabeledImages, UnlearnRequest
-from methods.base import Batch, FineTuneConfig, FineTuningMethod
+from methods.base import Batch, FineTuneConfig, FineTuningMethod, replace_concept
 
 
 @dataclass
@@ -51,13 +58,16 @@ class SelectiveAmnesia(FineTuningMethod):
     name = "selective_amnesia"
     paper = ("Heng & Soh. Selective Amnesia: A Continual Learning Approach to Forgetting in Deep "
              "Generative Models. NeurIPS 2023")
-    supports = frozenset({"class"})
+    supports = frozenset({"class", "text"})
     Config = SelectiveAmnesiaConfig
     config: SelectiveAmnesiaConfig
 
     def setup(self, model: DiffusionModel, request: UnlearnRequest, gen: torch.Generator) -> dict[str, Any]:
         cfg = self.config
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        text = request.forget.prompts is not None
+        if text:
+            return self._setup_text(model, request, gen, seed)
         classes = list(range(request.num_classes))
         with cost.phase("fisher_sampling"):
             fisher_set = self._generate(model, classes, cfg.fisher_samples_per_class, seed)
@@ -70,6 +80,44 @@ class SelectiveAmnesia(FineTuningMethod):
         total = sum(float(f.sum()) for f in fisher)
         return {"fisher": fisher, "anchor": anchor, "replay": replay,
                 "stats": {"fisher_sum": total, "fisher_samples": len(fisher_set), "replay_samples": len(replay)}}
+
+    def _setup_text(self, model: DiffusionModel, request: UnlearnRequest, gen: torch.Generator,
+                    seed: int) -> dict[str, Any]:
+        cfg = self.config
+        f, r = request.forget, request.retain
+        pick = torch.Generator().manual_seed(seed)
+
+        def captions(data: LabeledImages, n: int) -> list[str]:
+            idx = torch.randint(0, len(data), (n,), generator=pick)
+            return [data.prompts[int(data.y[i])] for i in idx]  # type: ignore[index]
+
+        n_classes = max(1, request.num_classes)
+        with cost.phase("fisher_sampling"):
+            fisher_prompts = captions(f, cfg.fisher_samples_per_class) + captions(
+                r, cfg.fisher_samples_per_class * (n_classes - 1))
+            fisher_set = self._generate_prompts(model, fisher_prompts, seed)
+        with cost.phase("fisher"):
+            fisher = self.diagonal_fisher(model, fisher_set, gen)
+        with cost.phase("replay"):
+            replay = self._generate_prompts(model, captions(r, cfg.replay_samples_per_class * (n_classes - 1)), seed + 1)
+        with cost.phase("surrogate"):
+            own = list(f.conditions)
+            remap = list(request.remap_targets)[0]
+            surrogate = model.sample(replace_concept(own, list(request.forget_target), [remap] * len(own)),
+                                     seed=seed + 2, steps=cfg.sample_steps, guidance=1 + cfg.sample_guidance)
+            cost.add(generated_images=len(own))
+        anchor = [p.detach().clone() for p in model.parameters(cfg.params)]
+        return {"fisher": fisher, "anchor": anchor, "replay": replay,
+                "surrogate": LabeledImages(surrogate, f.y.clone(), f.prompts),
+                "stats": {"fisher_sum": sum(float(x.sum()) for x in fisher), "fisher_samples": len(fisher_set),
+                          "replay_samples": len(replay), "surrogate_prompt": remap}}
+
+    def _generate_prompts(self, model: DiffusionModel, prompts: list[str], seed: int) -> LabeledImages:
+        vocab = tuple(sorted(set(prompts)))
+        index = {p: i for i, p in enumerate(vocab)}
+        x = model.sample(prompts, seed=seed, steps=self.config.sample_steps, guidance=1 + self.config.sample_guidance)
+        cost.add(generated_images=len(prompts))
+        return LabeledImages(x, torch.tensor([index[p] for p in prompts], dtype=torch.long), vocab)
 
     def _generate(self, model: DiffusionModel, classes: list[int], per_class: int, seed: int) -> LabeledImages:
         labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(per_class)
@@ -89,8 +137,10 @@ class SelectiveAmnesia(FineTuningMethod):
         for i in range(len(data)):
             x0 = data.x[i:i + 1].expand(len(steps), -1, -1, -1).to(device)
             noise = torch.randn(x0.shape, generator=gen).to(device)
-            y = data.y[i:i + 1].expand(len(steps)).to(device)
-            per_t = model.loss(x0, model.encode(y), t=steps.to(device), noise=noise)
+            one = data.take(torch.tensor([i]))
+            cond = model.encode(one.conditions.to(device) if one.prompts is None else one.conditions)
+            cond = cond.expand(len(steps), *cond.shape[1:])
+            per_t = model.loss(x0, cond, t=steps.to(device), noise=noise)
             loss = per_t.sum() * x0[0].numel()  # the code's summed (not averaged) squared error
             grads = torch.autograd.grad(loss, params)
             for f, g in zip(fisher, grads):
@@ -98,14 +148,18 @@ class SelectiveAmnesia(FineTuningMethod):
         return fisher
 
     def training_sets(self, request: UnlearnRequest, state: dict[str, Any]) -> tuple[LabeledImages, LabeledImages]:
-        return request.forget, state["replay"]  # the forget batch only sets the surrogate batch size
+        # Class track: the forget batch only sets the conditions (its images are replaced by noise).
+        return state.get("surrogate", request.forget), state["replay"]
 
     def loss(self, model, batch: Batch, state, gen):
         cfg = self.config
         f, r = batch.forget, batch.retain
-        surrogate = torch.rand(f.x.shape, generator=gen).to(f.x.device) * 2 - 1
-        loss_f = model.loss(surrogate, model.encode(f.y), generator=gen).mean()
-        loss_replay = model.loss(r.x, model.encode(r.y), generator=gen).mean()
+        if "surrogate" in state:  # text track: the surrogate concept's images, paired with the forget captions
+            surrogate = f.x
+        else:
+            surrogate = torch.rand(f.x.shape, generator=gen).to(f.x.device) * 2 - 1
+        loss_f = model.loss(surrogate, model.encode(f.conditions), generator=gen).mean()
+        loss_replay = model.loss(r.x, model.encode(r.conditions), generator=gen).mean()
         params = model.parameters(cfg.params)
         ewc = sum((fi * (p - a).pow(2)).sum() for fi, p, a in zip(state["fisher"], params, state["anchor"]))
         pixels = f.x[0].numel()  # the code's losses are pixel-summed; λ = 10 is relative to that scale

@@ -29,14 +29,19 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("forget_accuracy", "forget acc", False, 3),
+    Column("forget_accuracy_paraphrase", "forget acc (paraphrase)", False, 3),
     Column("p_forgotten", "P(forgotten)", False, 3),
     Column("forget_reject_rate", "not-a-digit", None, 2),
     Column("retain_accuracy", "retain acc", True, 3),
-    Column("fid", "FID[mnist-judge]", False, 2),
-    Column("kid", "KID[mnist-judge]", False, 1),
+    Column("retain_accuracy_neighbours", "retain acc (neighbours)", True, 3),
+    Column("retain_accuracy_others", "retain acc (others)", True, 3),
+    Column("clip_score_retain", "CLIP score retained", True, 1),
+    Column("clip_score_forget", "CLIP score forget", False, 1),
+    Column("fid", "FID[{judge}]", False, 2),
+    Column("kid", "KID[{judge}]", False, 1),
 )
 METHOD_ORDER = ("original", "retrain", "finetune", "neggrad", "blindspot", "selective_amnesia", "salun",
-                "erasediff", "erasediff-fixed")
+                "esd-u", "esd-x", "uce", "erasediff", "erasediff-fixed")
 
 
 def _arrow(hib: bool | None) -> str:
@@ -45,7 +50,12 @@ def _arrow(hib: bool | None) -> str:
 
 def group_key(rec: dict[str, Any]) -> tuple:
     s = rec["scenario"]
-    return (s["name"], s["version"], s["config_hash"], s["tier"], s["forget_class"])
+    return (s["name"], s["version"], s["config_hash"], s["tier"], target_of(s))
+
+
+def target_of(s: dict[str, Any]) -> Any:
+    """The forget target of a record's scenario block (a class id, or a concept such as 'digit:0')."""
+    return s.get("forget_target", s.get("forget_class"))
 
 
 def tidy(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -54,7 +64,7 @@ def tidy(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for rec in records:
         s = rec["scenario"]
         base = {"scenario": s["name"], "version": s["version"], "config_hash": s["config_hash"], "tier": s["tier"],
-                "forget_class": s["forget_class"], "method": rec["method"]["name"], "seed": rec["seed"]}
+                "forget_class": target_of(s), "method": rec["method"]["name"], "seed": rec["seed"]}
         for key, m in rec["metrics"].items():
             ci = m.get("ci") or [None, None]
             rows.append({**base, "metric": key, "value": m["value"], "ci_low": ci[0], "ci_high": ci[1], "n": m["n"],
@@ -101,13 +111,15 @@ def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFra
              .reset_index())
     methods = _order(agg["method"].unique().tolist())
     out = pd.DataFrame(index=pd.Index(methods, name="method"))
+    judge = next(iter(records[0].get("judges") or {"judge": ""}))
     for col in COLUMNS:
         sub = agg[agg.metric == col.key].set_index("method")
         if sub.empty:
             continue
         ns = sorted(set(int(n) for n in sub["n"]))
         n_label = f"n={ns[0]}" if len(ns) == 1 else "n varies"
-        label = " ".join(part for part in (col.label, _arrow(col.higher_is_better), f"({n_label})") if part)
+        label = " ".join(part for part in (col.label.format(judge=judge), _arrow(col.higher_is_better), f"({n_label})")
+                         if part)
         out[label] = [(_fmt(sub.loc[m, "value"], sub.loc[m, "ci_low"], sub.loc[m, "ci_high"], col.digits, with_ci)
                        if m in sub.index else "–") for m in methods]
     secs = agg[agg.metric == "unlearn_seconds"].set_index("method")
@@ -225,9 +237,16 @@ def caption(records: Sequence[dict[str, Any]]) -> str:
     judges = ", ".join(f"{k} sha256:{v[:12]}" for k, v in records[0].get("judges", {}).items())
     floor = records[0]["metrics"].get("fid", {}).get("extra", {}).get("real_floor")
     floor_text = f"; FID of real member images at the same n (floor): {floor:.2f}" if floor is not None else ""
-    return (f"{s['name']} v{s['version']} (config {s['config_hash']}), tier {s['tier']}, forget class "
-            f"{s['forget_class']}; {s['samples_per_class']} CFG samples per class (w={s['guidance']}, DDIM "
-            f"{s['ddim_steps']}); judge {judges}{floor_text}; cells: value [95% bootstrap CI]")
+    if "forget_target" in s:  # text track
+        target = (f"forget {s.get('forget_concept', s['forget_target'])} (erase phrasings "
+                  f"{', '.join(s.get('erase_phrasings', []))}; paraphrases {', '.join(s.get('paraphrases', []))}); "
+                  f"{s['samples_per_class']} CFG samples per prompt cell on held-out templates (s={s['guidance']}, "
+                  f"DDIM {s['ddim_steps']})")
+    else:
+        target = (f"forget class {s['forget_class']}; {s['samples_per_class']} CFG samples per class "
+                  f"(w={s['guidance']}, DDIM {s['ddim_steps']})")
+    return (f"{s['name']} v{s['version']} (config {s['config_hash']}), tier {s['tier']}, {target}; judge {judges}"
+            f"{floor_text}; cells: value [95% bootstrap CI]")
 
 
 def groups(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -156,7 +156,7 @@ def fidelity_from_features(gen: torch.Tensor, ref: torch.Tensor, n_boot: int = 2
 
 
 class FidelityMetrics(Metric):
-    """FID/KID/precision/recall of retained-class samples vs real held-out images of those classes."""
+    """FID/KID/precision/recall of retained-condition samples vs real held-out images of those conditions."""
 
     provides = (
         MetricSpec("fid", "FID[mnist-judge]", higher_is_better=False),
@@ -170,15 +170,15 @@ class FidelityMetrics(Metric):
         weights = getattr(judge, "weights_path", None)
         if weights is None:
             raise ValueError("fidelity metrics need a judge loaded from a weights file")
-        keep = ctx.samples.y != ctx.forget_class
-        gen_x = ctx.samples.x[keep]
-        ref = ctx.reference.where(ctx.reference.y != ctx.forget_class)
-        key = f"{ctx.scenario.name}-v{ctx.scenario.version}-heldout-minus-c{ctx.forget_class}"
+        gen_x = ctx.retained_samples()
+        ref = ctx.retained_reference()
+        key = f"{ctx.scenario.name}-v{ctx.scenario.version}-heldout-minus-{ctx.extra.get('target_tag', f'c{ctx.forget_class}')}"
         ref_feats = reference_features(ref, weights, judge.sha256, key, ctx.cache_dir, ctx.device)
         gen_feats = extract_features(gen_x, weights, ctx.device)
         r = fidelity_from_features(gen_feats, ref_feats)
         floor = self.real_floor(ctx, len(gen_x), ref_feats, weights)
-        proto = (f"{len(gen_x)} CFG samples of the retained classes vs {len(ref)} real held-out images of them; "
+        proto = (f"{len(gen_x)} CFG samples of the retained {ctx.extra.get('retained_what', 'classes')} vs {len(ref)} "
+                 "real held-out images of them; "
                  f"features: judge penultimate (sha256:{judge.sha256[:12]}) via torch-fidelity")
         kid_half = 1.96 * r["kid_std"]
         proto += f"; real-data floor FID {floor:.2f} at this n"
@@ -195,10 +195,9 @@ class FidelityMetrics(Metric):
     @staticmethod
     def real_floor(ctx: EvalContext, n: int, ref_feats: torch.Tensor, weights: Path) -> float | None:
         """FID of ``n`` real *member* images of the retained classes (balanced, seeded) vs the reference."""
-        members = ctx.members
-        if members is None or n < 2:
+        keep = ctx.retained_members()
+        if keep is None or n < 2:
             return None
-        keep = members.where(members.y != ctx.forget_class)
         classes = torch.unique(keep.y)
         per = max(1, n // len(classes))
         gen = torch.Generator().manual_seed(0)

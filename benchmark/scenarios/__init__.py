@@ -22,6 +22,8 @@ from benchmark import UnlearnbenchError
 CARDS_DIR = Path(__file__).resolve().parent
 TIERS = ("smoke", "quick", "full")
 MNIST_CLASS = CARDS_DIR / "mnist-class.yaml"
+MNIST_TEXT_OBJECT = CARDS_DIR / "mnist-text-object.yaml"
+MNIST_TEXT_STYLE = CARDS_DIR / "mnist-text-style.yaml"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Scenario:
     track: str
     description: str
     num_classes: int
-    forget_class: int
+    forget_class: int | None  # the class track's default target
     guidance: float
     data: dict[str, Any]
     models: dict[str, Any]
@@ -51,6 +53,11 @@ class Scenario:
     tiers: dict[str, TierSpec]
     raw: dict[str, Any]
     path: Path
+
+    @property
+    def default_target(self) -> Any:
+        """The card's forget target: ``forget_class`` (class track) or ``forget_concept`` (text track)."""
+        return self.raw.get("forget_concept", self.forget_class)
 
     @property
     def config_hash(self) -> str:
@@ -73,7 +80,8 @@ class Scenario:
         return merged
 
 
-_REQUIRED = ("name", "version", "track", "num_classes", "forget_class", "models", "tiers")
+_REQUIRED = ("name", "version", "track", "models", "tiers")
+_REQUIRED_BY_TRACK = {"class": ("num_classes", "forget_class"), "text": ("forget_concept",)}
 
 
 def load_card(path: str | Path) -> Scenario:
@@ -84,7 +92,7 @@ def load_card(path: str | Path) -> Scenario:
         raise UnlearnbenchError(f"cannot read scenario card {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise UnlearnbenchError(f"scenario card {path} must be a mapping")
-    missing = [k for k in _REQUIRED if k not in raw]
+    missing = [k for k in _REQUIRED + _REQUIRED_BY_TRACK.get(raw.get("track"), ()) if k not in raw]
     if missing:
         raise UnlearnbenchError(f"scenario card {path} lacks {', '.join(missing)}")
     _check_hashes(raw["models"], path)
@@ -96,7 +104,8 @@ def load_card(path: str | Path) -> Scenario:
                                 dict(t.get("attacks") or {}), dict(t.get("attack_budget") or {}))
     return Scenario(
         name=raw["name"], version=int(raw["version"]), track=raw["track"], description=raw.get("description", ""),
-        num_classes=int(raw["num_classes"]), forget_class=int(raw["forget_class"]),
+        num_classes=int(raw.get("num_classes", 0)),
+        forget_class=int(raw["forget_class"]) if raw.get("forget_class") is not None else None,
         guidance=float(raw.get("sampling", {}).get("guidance", 2.0)), data=dict(raw.get("data", {})),
         models=dict(raw["models"]), metrics=tuple(raw.get("metrics", ("classifier", "fidelity"))),
         attacks=tuple(raw.get("attacks") or ()),

@@ -2,6 +2,9 @@
 
 Names: ``mnist-judge``, ``mnist-unet-base``, ``mnist-unet-retrain-c{k}`` (the oracle trained without
 class k; c0 ships, the others are trained on demand and cached under ``$UNLEARNBENCH_CACHE/zoo``).
+Text track: ``mnist-text-clip`` (the tiny CLIP), ``mnist-text-judge`` (digit and colour heads),
+``mnist-text-unet-base`` and the oracles ``mnist-text-unet-retrain-d{k}`` (without digit k) and
+``mnist-text-unet-retrain-{colour}`` (without that ink colour).
 Every folder holds ``recipe.json``: the recipe, its hash, the weights' sha256 and the quality
 numbers measured right after training.
 """
@@ -22,6 +25,8 @@ from benchmark import UnlearnbenchError
 
 ZOO_DIR = Path(__file__).resolve().parent
 _RETRAIN = re.compile(r"^mnist-unet-retrain-c(\d)$")
+_TEXT_RETRAIN = re.compile(r"^mnist-text-unet-retrain-(d\d|red|green|blue|yellow)$")
+TEXT_CLIP = "mnist-text-clip"
 
 
 def cache_dir() -> Path:
@@ -29,12 +34,28 @@ def cache_dir() -> Path:
 
 
 def zoo_names() -> list[str]:
-    return ["mnist-judge", "mnist-unet-base"] + [f"mnist-unet-retrain-c{k}" for k in range(10)]
+    from benchmark.data.mnist_text import COLOURS
+
+    return (["mnist-judge", "mnist-unet-base"] + [f"mnist-unet-retrain-c{k}" for k in range(10)]
+            + [TEXT_CLIP, "mnist-text-judge", "mnist-text-unet-base"]
+            + [f"mnist-text-unet-retrain-d{k}" for k in range(10)]
+            + [f"mnist-text-unet-retrain-{c}" for c in COLOURS])
 
 
 def recipe_for(name: str) -> Any:
     from benchmark.zoo.recipes import JudgeRecipe, UNetRecipe
+    from benchmark.zoo.text_recipes import CLIPRecipe, TextJudgeRecipe, TextUNetRecipe
 
+    if name == TEXT_CLIP:
+        return CLIPRecipe()
+    if name == "mnist-text-judge":
+        return TextJudgeRecipe()
+    if name == "mnist-text-unet-base":
+        return TextUNetRecipe()
+    t = _TEXT_RETRAIN.match(name)
+    if t:
+        tag = t.group(1)
+        return TextUNetRecipe(exclude=f"digit:{tag[1]}" if tag.startswith("d") else f"colour:{tag}")
     if name == "mnist-judge":
         return JudgeRecipe()
     if name == "mnist-unet-base":
@@ -47,11 +68,12 @@ def recipe_for(name: str) -> Any:
     close = difflib.get_close_matches(name, zoo_names(), n=2)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnlearnbenchError(f"unknown zoo entry {name!r}{hint} (known: mnist-judge, mnist-unet-base, "
-                            "mnist-unet-retrain-c0 … c9)")
+                            "mnist-unet-retrain-c0 … c9, mnist-text-clip, mnist-text-judge, mnist-text-unet-base, "
+                            "mnist-text-unet-retrain-d0 … d9 | -red | -green | -blue | -yellow)")
 
 
 def weights_file(name: str, folder: Path) -> Path:
-    if name == "mnist-judge":
+    if name in ("mnist-judge", "mnist-text-judge", TEXT_CLIP):
         return folder / "model.safetensors"
     return folder / "unet" / "diffusion_pytorch_model.safetensors"
 
@@ -78,7 +100,7 @@ def build(name: str, out_root: Path | None = None, show_progress: bool = True, c
     import torch
 
     from benchmark.models.fingerprint import file_sha256
-    from benchmark.zoo import recipes
+    from benchmark.zoo import recipes, text_recipes
 
     recipe = recipe_for(name)
     if recipe_overrides:
@@ -88,7 +110,9 @@ def build(name: str, out_root: Path | None = None, show_progress: bool = True, c
     t0 = time.time()
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        if isinstance(recipe, recipes.JudgeRecipe):
+        if isinstance(recipe, (text_recipes.CLIPRecipe, text_recipes.TextJudgeRecipe, text_recipes.TextUNetRecipe)):
+            quality = _build_text(name, recipe, tmp, out_root, show_progress, checkpoint_every)
+        elif isinstance(recipe, recipes.JudgeRecipe):
             from safetensors.torch import save_file
 
             net, quality = recipes.train_judge(recipe, show_progress)
@@ -125,6 +149,71 @@ def build(name: str, out_root: Path | None = None, show_progress: bool = True, c
         raise
 
 
+def _build_text(name: str, recipe: Any, tmp: Path, out_root: Path, show_progress: bool,
+                checkpoint_every: int) -> dict[str, Any]:
+    """Train one text-track entry into ``tmp``; return its quality numbers. A UNet keeps its resumable
+    training state in ``out_root/<name>.partial`` (removed once the entry is complete)."""
+    from safetensors.torch import save_file
+
+    from benchmark.zoo import text_recipes
+
+    if isinstance(recipe, text_recipes.CLIPRecipe):
+        model, quality = text_recipes.train_clip(recipe, show_progress)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        from benchmark.models.tiny_clip import tiny_clip_config
+
+        (tmp / "open_clip_config.json").write_text(json.dumps(tiny_clip_config(), indent=2))
+        return quality
+    if isinstance(recipe, text_recipes.TextJudgeRecipe):
+        net, quality = text_recipes.train_text_judge(recipe, show_progress)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp / "model.safetensors")
+        (tmp / "config.json").write_text(json.dumps(net.config, indent=2))
+        return quality
+    from benchmark.models.text_unet import TextConditionalUNet, tiny_text_unet_config
+
+    text_encoder, clip_sha = load_clip_text_states(TEXT_CLIP), read_manifest(locate(TEXT_CLIP) or Path()).get("sha256")
+    config = tiny_text_unet_config(recipe.block_out_channels, text_encoder.width, recipe.attention_heads)
+    model = TextConditionalUNet.from_config(config, text_encoder, dict(recipe.scheduler), seed=recipe.seed,
+                                            text_source={"zoo": TEXT_CLIP, "sha256": clip_sha})
+    partial = out_root / f"{name}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    started = read_manifest(partial).get("recipe_hash")
+    if started is not None and started != text_recipes_hash(recipe):
+        raise UnlearnbenchError(f"{partial} holds a run of another recipe ({started}); delete it to start over")
+    (partial / "recipe.json").write_text(json.dumps({"name": name, "recipe_hash": text_recipes_hash(recipe)}))
+    model = text_recipes.train_text_unet(recipe, model, partial, checkpoint_every or 250, show_progress)
+    model.save_pretrained(tmp)
+    quality = text_recipes.text_unet_quality(model, load_judge("mnist-text-judge"), show_progress=show_progress)
+    shutil.rmtree(partial, ignore_errors=True)
+    return quality
+
+
+def text_recipes_hash(recipe: Any) -> str:
+    from benchmark.zoo.recipes import recipe_hash
+
+    return recipe_hash(recipe)
+
+
+def load_clip(name: str = TEXT_CLIP, sha256: str | None = None) -> Any:
+    """The zoo's tiny CLIP (open_clip model), weights verified by sha256."""
+    from benchmark.models.fingerprint import verify_sha256
+    from benchmark.models.tiny_clip import create_clip
+
+    folder = locate(name)
+    if folder is None:
+        raise UnlearnbenchError(f"zoo entry {name!r} is not shipped or cached; build it with `unlearnbench zoo train {name}`")
+    weights = weights_file(name, folder)
+    verify_sha256(weights, sha256 or read_manifest(folder).get("sha256"))
+    return create_clip(weights)
+
+
+def load_clip_text_states(name: str = TEXT_CLIP, sha256: str | None = None) -> Any:
+    """The frozen text tower of the zoo CLIP as token-level states (the text UNet's encoder)."""
+    from benchmark.models.tiny_clip import TextStates
+
+    return TextStates(load_clip(name, sha256)).eval().requires_grad_(False)
+
+
 def load_unet(name: str, sha256: str | None = None, build_if_missing: bool = False,
               show_progress: bool = True) -> Any:
     """Load a zoo UNet, verifying its sha256 (the card's, else the one in its recipe.json)."""
@@ -137,6 +226,11 @@ def load_unet(name: str, sha256: str | None = None, build_if_missing: bool = Fal
                                     f"`unlearnbench zoo train {name}`")
         folder = build(name, show_progress=show_progress)
     expected = sha256 or read_manifest(folder).get("sha256")
+    meta = folder / "unlearnbench.json"
+    if meta.is_file() and json.loads(meta.read_text()).get("kind") == "text_unet":
+        from benchmark.models.text_unet import TextConditionalUNet
+
+        return TextConditionalUNet.from_pretrained(folder, sha256=expected)
     return ClassConditionalUNet.from_pretrained(folder, sha256=expected)
 
 
@@ -153,9 +247,9 @@ def load_judge(name: str = "mnist-judge", sha256: str | None = None, device: str
 _BASE_FINGERPRINT: dict[str, str] = {}
 
 
-def is_zoo_base(model: Any) -> bool:
-    """True if ``model`` has exactly the weights of the shipped base UNet."""
-    if "base" not in _BASE_FINGERPRINT:
-        folder = locate("mnist-unet-base")
-        _BASE_FINGERPRINT["base"] = load_unet("mnist-unet-base").fingerprint() if folder else ""
-    return bool(_BASE_FINGERPRINT["base"]) and model.fingerprint() == _BASE_FINGERPRINT["base"]
+def is_zoo_base(model: Any, name: str = "mnist-unet-base") -> bool:
+    """True if ``model`` has exactly the weights of the shipped base UNet ``name``."""
+    if name not in _BASE_FINGERPRINT:
+        folder = locate(name)
+        _BASE_FINGERPRINT[name] = load_unet(name).fingerprint() if folder else ""
+    return bool(_BASE_FINGERPRINT[name]) and model.fingerprint() == _BASE_FINGERPRINT[name]

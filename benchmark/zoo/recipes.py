@@ -154,7 +154,8 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
                checkpoint_every: int = 0, data: LabeledImages | None = None,
                init: ClassConditionalUNet | None = None,
                progress: Callable[[int, int, dict[str, float]], None] | None = None) -> ClassConditionalUNet:
-    """Train a class-conditional DDPM with label dropout (null class) and EMA; return the EMA model.
+    """Train a conditional DDPM with label dropout (null class, or "" for captions) and EMA; return the
+    EMA model.
 
     ``data`` and ``init`` let the retrain oracle reuse this exact loop for another model's
     architecture and retain set (same recipe as the base model, fresh weights). ``progress`` replaces
@@ -188,8 +189,13 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
         pos += recipe.batch_size
         x0 = data.x[idx].to(model.device)
         y = data.y[idx].clone()
-        y[torch.rand(len(y), generator=gen) < recipe.cond_drop_prob] = model.null_class
-        loss = model.loss(x0, model.encode(y), generator=gen).mean()
+        drop = torch.rand(len(y), generator=gen) < recipe.cond_drop_prob
+        if data.prompts is None:
+            y[drop] = model.null_class
+            cond = model.encode(y)
+        else:  # captions (text track): dropped to the empty prompt, Stable Diffusion's null condition
+            cond = model.encode(["" if d else data.prompts[int(i)] for i, d in zip(y, drop)])
+        loss = model.loss(x0, cond, generator=gen).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)

@@ -1,0 +1,220 @@
+"""Text-conditioned DDPM: a diffusers ``UNet2DConditionModel`` cross-attending to frozen CLIP text states.
+
+The structure of Stable Diffusion v1 at toy scale (pixel space, 16×16 RGB): prompts → tiny CLIP text
+tower (frozen, token-level states after the final LayerNorm) → cross-attention (``attn2``) in the UNet's
+8×8 and 4×4 blocks. The null condition of classifier-free guidance is the empty prompt "" (Stable
+Diffusion's convention). Guidance follows diffusers' convention, ε̃ = ε_u + s·(ε_c − ε_u), with
+``guidance`` = s (s = 1 is no guidance; Stable Diffusion's default is 7.5, the text track's 5.0).
+Sampling is deterministic DDIM (η = 0, no x̂0 clipping), noise of item i depending only on (seed, i).
+
+Parameter subsets: ``xattn`` = the cross-attention layers (``attn2``, ESD-x and UCE edit these);
+``noxattn`` = every other UNet weight (ESD-u). The text encoder is never trained by a method.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from torch import Tensor, nn
+
+from benchmark import UnlearnbenchError
+from benchmark.api import DiffusionModel, ParamSubset
+from benchmark.cost import count_eps
+from benchmark.models.class_unet import default_scheduler_config
+from benchmark.models.fingerprint import verify_sha256
+
+
+def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cross_attention_dim: int = 64,
+                          heads: int = 4, sample_size: int = 16, channels: int = 3) -> dict[str, Any]:
+    n = len(block_out_channels)
+    down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1)
+    up = ("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",)
+    # diffusers' `attention_head_dim` is, for this class, the number of heads (a known naming quirk).
+    return dict(sample_size=sample_size, in_channels=channels, out_channels=channels, layers_per_block=1,
+                block_out_channels=tuple(block_out_channels), down_block_types=down, up_block_types=up,
+                cross_attention_dim=cross_attention_dim, attention_head_dim=heads, norm_num_groups=8)
+
+
+class TextConditionalUNet(DiffusionModel):
+    capabilities = frozenset({"text_cond", "grad", "eps", "cond_vector", "token_embeddings"})
+
+    def __init__(self, unet: UNet2DConditionModel, scheduler: DDPMScheduler, text_encoder: nn.Module,
+                 text_source: dict[str, Any] | None = None):
+        from benchmark.models.tiny_clip import TextStates
+
+        if not isinstance(text_encoder, TextStates):
+            raise TypeError("text_encoder must be a benchmark.models.tiny_clip.TextStates")
+        if unet.config.cross_attention_dim != text_encoder.width:
+            raise UnlearnbenchError(f"UNet cross-attends to {unet.config.cross_attention_dim}-d states but the "
+                                    f"text encoder gives {text_encoder.width}-d")
+        self.unet = unet
+        self.scheduler = scheduler
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.text_source = dict(text_source or {})  # how to find the text encoder again (zoo name + sha256)
+        self.num_train_timesteps = scheduler.config.num_train_timesteps
+        self._acp = scheduler.alphas_cumprod.to(torch.float32)
+        self._cache: dict[str, Tensor] = {}
+
+    # construction / persistence ---------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, unet_config: dict[str, Any], text_encoder: nn.Module,
+                    scheduler_config: dict[str, Any] | None = None, seed: int = 0,
+                    text_source: dict[str, Any] | None = None) -> TextConditionalUNet:
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel.from_config(dict(unet_config))
+        sched = DDPMScheduler.from_config(dict(scheduler_config or default_scheduler_config()))
+        return cls(unet, sched, text_encoder, text_source)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, sha256: str | None = None,
+                        text_encoder: nn.Module | None = None) -> TextConditionalUNet:
+        """Load a folder written by ``save_pretrained``. The text encoder is the zoo CLIP named in
+        ``unlearnbench.json`` (verified by its sha256) unless one is passed."""
+        path = Path(path)
+        verify_sha256(path / "unet" / "diffusion_pytorch_model.safetensors", sha256)
+        meta_file = path / "unlearnbench.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        if meta.get("kind") not in (None, "text_unet"):
+            raise UnlearnbenchError(f"{path} holds a {meta.get('kind')!r} model, not a text UNet")
+        try:
+            unet = UNet2DConditionModel.from_pretrained(path / "unet", use_safetensors=True, low_cpu_mem_usage=False)
+            sched = DDPMScheduler.from_pretrained(path / "scheduler")
+        except (OSError, ValueError) as exc:
+            raise UnlearnbenchError(f"cannot load a text UNet from {path}: {exc}") from exc
+        source = meta.get("text_encoder", {})
+        if text_encoder is None:
+            if not source.get("zoo"):
+                raise UnlearnbenchError(f"{path}/unlearnbench.json names no text encoder; pass one")
+            from benchmark.zoo import load_clip_text_states
+
+            text_encoder = load_clip_text_states(source["zoo"], source.get("sha256"))
+        return cls(unet, sched, text_encoder, source)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """diffusers folders ``unet/`` and ``scheduler/``; the text encoder is referenced (zoo name and
+        sha256 in ``unlearnbench.json``), not copied: no method ever changes it."""
+        path = Path(path)
+        self.unet.save_pretrained(path / "unet", safe_serialization=True)
+        self.scheduler.save_pretrained(path / "scheduler")
+        (path / "unlearnbench.json").write_text(json.dumps({"kind": "text_unet", "text_encoder": self.text_source}))
+
+    # contract -----------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    def to(self, device: str | torch.device) -> TextConditionalUNet:
+        self.unet.to(device)
+        self.text_encoder.to(device)
+        self._acp = self._acp.to(device)
+        self._cache.clear()
+        return self
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet}
+
+    def train(self, mode: bool = True) -> TextConditionalUNet:
+        self.unet.train(mode)  # the text encoder stays frozen in eval mode
+        return self
+
+    def clone(self) -> TextConditionalUNet:
+        # The frozen text encoder is shared between clones (never trained, never mutated).
+        return TextConditionalUNet(copy.deepcopy(self.unet), copy.deepcopy(self.scheduler), self.text_encoder,
+                                   self.text_source)
+
+    def fresh(self, seed: int = 0) -> TextConditionalUNet:
+        return TextConditionalUNet.from_config(dict(self.unet.config), self.text_encoder,
+                                               dict(self.scheduler.config), seed, self.text_source).to(self.device)
+
+    def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
+        named = list(self.unet.named_parameters())
+        if subset == "all":
+            return [p for _, p in named]
+        if subset == "xattn":
+            return [p for n, p in named if "attn2" in n]
+        if subset == "noxattn":
+            return [p for n, p in named if "attn2" not in n]
+        raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")
+
+    def tokenize(self, prompts: Sequence[str]) -> Tensor:
+        from benchmark.models.tiny_clip import tokenize
+
+        return tokenize(list(prompts), self.text_encoder.context_length)
+
+    def encode(self, conditions: Any) -> Tensor:
+        """Prompts → N × L × D text states (cached per prompt: the encoder is frozen). A float tensor
+        is taken as ready-made states."""
+        if torch.is_tensor(conditions):
+            if conditions.is_floating_point():
+                return conditions.to(self.device)
+            raise UnlearnbenchError("a text UNet is conditioned on prompts (strings), not class ids")
+        prompts = [conditions] if isinstance(conditions, str) else list(conditions)
+        missing = sorted({p for p in prompts if p not in self._cache})
+        if missing:
+            with torch.no_grad():
+                states = self.text_encoder(self.tokenize(missing).to(self.device))
+            self._cache.update(zip(missing, states))
+        if not prompts:
+            return torch.empty(0, self.text_encoder.context_length, self.text_encoder.width, device=self.device)
+        return torch.stack([self._cache[p] for p in prompts])
+
+    def encode_embeddings(self, token_embeds: Tensor) -> Tensor:
+        """Token embeddings (N × L × D, differentiable) → text states: for soft-prompt attacks."""
+        return self.text_encoder.from_embeddings(token_embeds.to(self.device))
+
+    def null_condition(self, n: int) -> Tensor:
+        return self.encode([""] * n)
+
+    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        on_cuda = x_t.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+            out = self.unet(x_t, t, encoder_hidden_states=cond).sample
+        out = out.float()
+        count_eps(out)
+        return out
+
+    def alphas_cumprod(self) -> Tensor:
+        return self._acp
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        a = self._acp.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1)))
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    @torch.no_grad()
+    def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,
+               progress: Any = None) -> Tensor:
+        """DDIM (η=0) samples with CFG for prompts (or ready-made N × L × D states)."""
+        if torch.is_tensor(conditions) and conditions.is_floating_point():
+            n = len(conditions)
+        else:
+            conditions = [conditions] if isinstance(conditions, str) else list(conditions)
+            n = len(conditions)
+        gen = torch.Generator().manual_seed(seed)
+        shape = (self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        noise = torch.randn((n, *shape), generator=gen)
+        ddim = DDIMScheduler.from_config(self.scheduler.config, clip_sample=False)
+        ddim.set_timesteps(steps)
+        was_training = self.unet.training
+        self.unet.eval()
+        out = []
+        for start in range(0, n, batch_size):
+            x = noise[start:start + batch_size].to(self.device)
+            cond = self.encode(conditions[start:start + batch_size])
+            both = torch.cat([self.null_condition(len(x)), cond])
+            for t in ddim.timesteps:
+                e_u, e_c = self.eps(torch.cat([x, x]), t.to(self.device), both).chunk(2)
+                x = ddim.step(e_u + guidance * (e_c - e_u), t, x).prev_sample
+            out.append(x.clamp(-1, 1).cpu())
+            if progress is not None:
+                progress(len(x))
+        self.unet.train(was_training)
+        return torch.cat(out) if out else torch.empty((0, *shape))

@@ -1,0 +1,163 @@
+"""The text track's data, tokenizer, model wrapper and closed-form / gradient methods on tiny models."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from benchmark import UnlearnbenchError
+from benchmark.conformance import tiny_text_model, tiny_text_request
+from benchmark.data.mnist_text import (
+    COLOUR_PHRASINGS,
+    DIGIT_PHRASINGS,
+    HELDOUT_TEMPLATES,
+    TRAIN_TEMPLATES,
+    caption_table,
+    mnist_text_splits,
+    parse_concept,
+)
+
+
+def _words(phrases):
+    return {w for p in phrases for w in re.findall(r"\w+", p)}
+
+
+def test_paraphrases_share_no_word_with_erase_phrasings():
+    for table in (DIGIT_PHRASINGS, COLOUR_PHRASINGS):
+        for erase, para in table.values():
+            assert not (_words(erase) & _words(para)), (erase, para)
+
+
+def test_held_out_templates_never_reach_training_captions():
+    vocab, ids = caption_table()
+    assert ids.shape == (10, 4, len(TRAIN_TEMPLATES) * 16)
+    heldout_stems = [t.split("{")[0] + "|" + t.split("}")[-1] for t in HELDOUT_TEMPLATES]
+    for caption in vocab:
+        assert not caption.startswith("an image showing"), caption
+        assert ": " not in caption, caption
+    assert heldout_stems  # the two held-out templates have a distinctive shape checked above
+
+
+@pytest.mark.parametrize("concept", ["digit:0", "colour:red"])
+def test_paraphrases_never_reach_a_method(concept):
+    c = parse_concept(concept)
+    request = tiny_text_request(concept, n_forget=200, n_retain=400)
+    pattern = re.compile(r"\b(" + "|".join(c.phrasings("paraphrase")) + r")\b")
+    for data in (request.forget, request.retain):
+        for caption in data.conditions:
+            assert not pattern.search(caption), caption
+    assert all(any(p in cap for p in c.phrasings("erase")) for cap in request.forget.conditions)
+    assert not set(request.forget_target) & set(c.phrasings("paraphrase"))
+
+
+def test_rendered_members_keep_the_class_split_and_balance_colours():
+    from benchmark.data.mnist import mnist_splits
+
+    text, grey = mnist_text_splits(0), mnist_splits(0)
+    assert torch.equal(text.members.digit, grey.members.y)
+    assert text.members.x.shape == (4000, 3, 16, 16)
+    counts = torch.bincount(text.members.digit * 4 + text.members.colour, minlength=40)
+    assert counts.min() == counts.max() == 100
+    ink = (text.members.x + 1).sum(dim=(2, 3))  # per-channel ink mass
+    red, blue = text.members.colour == 0, text.members.colour == 2
+    assert (ink[red, 0] > ink[red, 2]).all() and (ink[blue, 2] > ink[blue, 0]).all()
+
+
+@pytest.mark.parametrize("bad", ["digit:12", "purple", "colour:", ""])
+def test_unknown_concepts_are_refused(bad):
+    with pytest.raises(UnlearnbenchError, match="unknown concept"):
+        parse_concept(bad)
+
+
+def test_concepts_parse_from_any_phrasing():
+    assert parse_concept("nought").value == 0 and parse_concept("crimson").value == "red"
+    assert parse_concept("digit:7").axis == "digit" and parse_concept("blue").axis == "colour"
+
+
+def test_text_states_match_open_clip_encode_text():
+    from benchmark.models.tiny_clip import TextStates, create_clip, pooled_from_states, tokenize
+
+    clip = create_clip(seed=3)
+    ids = tokenize(["zero in red", "a drawing of nueve, azure", ""])
+    states = TextStates(clip)(ids)
+    assert states.shape == (3, 32, 64)
+    assert torch.allclose(pooled_from_states(clip, states, ids), clip.encode_text(ids), atol=1e-5)
+
+
+def test_too_long_prompts_are_refused_not_truncated():
+    from benchmark.models.tiny_clip import tokenize
+
+    with pytest.raises(UnlearnbenchError, match="context is 32 tokens"):
+        tokenize(["zero " * 40])
+
+
+def test_text_model_saves_and_reloads_bit_identically(tmp_path):
+    from benchmark.models.text_unet import TextConditionalUNet
+
+    model = tiny_text_model()
+    model.save_pretrained(tmp_path / "m")
+    again = TextConditionalUNet.from_pretrained(tmp_path / "m", text_encoder=model.text_encoder)
+    assert again.fingerprint() == model.fingerprint()
+    a = model.sample(["zero in red", "nine in blue"], seed=1, steps=3, guidance=5.0)
+    b = again.sample(["zero in red", "nine in blue"], seed=1, steps=3, guidance=5.0)
+    assert torch.equal(a, b) and a.shape == (2, 3, 16, 16)
+
+
+def test_sampling_is_batch_size_independent():
+    model = tiny_text_model()
+    prompts = ["zero in red", "one in green", "two in blue"]
+    a = model.sample(prompts, seed=4, steps=3, guidance=3.0, batch_size=3)
+    b = model.sample(prompts, seed=4, steps=3, guidance=3.0, batch_size=1)
+    assert torch.allclose(a, b, atol=1e-4)  # float reductions differ by batch shape
+
+
+def test_xattn_subsets_partition_the_unet():
+    model = tiny_text_model()
+    x, nx = model.parameters("xattn"), model.parameters("noxattn")
+    assert x and nx and len(x) + len(nx) == len(model.parameters("all"))
+
+
+def test_replace_concept_replaces_whole_words_only():
+    from methods.base import replace_concept
+
+    out = replace_concept(["zero written with red ink", "the digit 0 in blue"], ["zero", "the digit 0"],
+                          ["one", "seven"])
+    assert out == ["one written with red ink", "seven in blue"]
+    with pytest.raises(ValueError, match="none of its erase phrasings"):
+        replace_concept(["nought in red"], ["zero"], ["one"])
+
+
+def test_uce_maps_the_concept_to_the_guide_and_keeps_preserved_concepts():
+    from methods.uce import UCE, cross_attention_projections
+
+    model, request = tiny_text_model(), tiny_text_request("digit:3")
+    out = UCE().unlearn(model, request)
+    before = dict(model.unet.named_parameters())
+    changed = {n for n, p in out.model.unet.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(("attn2.to_k" in n or "attn2.to_v" in n) for n in changed)
+    old_layer = cross_attention_projections(model)[0]
+    new_layer = cross_attention_projections(out.model)[0]
+    concept = UCE().states_from_last_word(model, ["three"])[0]
+    guide = UCE().states_from_last_word(model, [" "])[0][: len(concept)]
+    with torch.no_grad():
+        target = old_layer(guide)
+        assert (new_layer(concept) - target).norm() < 0.5 * (old_layer(concept) - target).norm()
+        kept = model.encode(["seven"])[0]
+        assert (new_layer(kept) - old_layer(kept)).norm() < 0.5 * (old_layer(concept) - target).norm()
+
+
+def test_esd_trains_only_its_parameter_subset():
+    from methods.esd import ESD, ESDX
+
+    model = tiny_text_model()
+    before = dict(model.unet.named_parameters())
+    for cls, must in ((ESDX, "attn2"), (ESD, None)):
+        out = cls(steps=2, ddim_steps=4).unlearn(model, tiny_text_request())
+        changed = [n for n, p in out.model.unet.named_parameters() if not torch.equal(p, before[n])]
+        assert changed
+        if must:
+            assert all(must in n for n in changed)
+        else:
+            assert not any("attn2" in n or n.startswith(("time_embedding", "conv_out")) for n in changed)
