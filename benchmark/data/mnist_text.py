@@ -157,8 +157,10 @@ class Concept:
         return (data.digit if self.axis == "digit" else data.colour) == self.index
 
 
-def parse_concept(spec: str | int) -> Concept:
+def parse_concept(spec: str | int | Concept) -> Concept:
     """'digit:0', '0', 'zero', 'colour:red', 'red' → a Concept; anything else is refused with the options."""
+    if isinstance(spec, Concept):
+        return spec
     s = str(spec).strip().lower()
     axis, _, value = s.partition(":") if ":" in s else ("", "", s)
     if axis in ("", "digit") and value.isdigit() and int(value) < NUM_CLASSES:

@@ -60,8 +60,11 @@ def _extractor_class() -> type:
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
             x = x.float() / 127.5 - 1.0
-            if x.shape[1] == 3:
+            wants = int(self.net.config.get("in_channels", 1))
+            if x.shape[1] == 3 and wants == 1:  # torch-fidelity may hand grey images over as RGB
                 x = x.mean(1, keepdim=True)
+            elif x.shape[1] == 1 and wants == 3:
+                x = x.expand(-1, 3, -1, -1)
             feats = self.net.features(x)
             by_name = {FEATURE_LAYER: feats, "logits": self.net.head(feats)}
             return tuple(by_name[f] for f in self.features_list)

@@ -161,3 +161,47 @@ def test_esd_trains_only_its_parameter_subset():
             assert all(must in n for n in changed)
         else:
             assert not any("attn2" in n or n.startswith(("time_embedding", "conv_out")) for n in changed)
+
+
+def test_clip_score_of_matching_captions_beats_mismatched_on_real_images():
+    from benchmark import zoo
+    from benchmark.data.mnist_text import caption
+    from benchmark.metrics.clip_score import clip_scores
+
+    clip = zoo.load_clip()
+    held = mnist_text_splits(0).heldout
+    idx = torch.arange(0, len(held), 5)  # 200 held-out images
+    x, d, c = held.x[idx], held.digit[idx], held.colour[idx]
+    template = HELDOUT_TEMPLATES[0]
+    match = clip_scores(clip, x, [caption(int(a), int(b), template) for a, b in zip(d, c)])
+    wrong_digit = clip_scores(clip, x, [caption((int(a) + 1) % 10, int(b), template) for a, b in zip(d, c)])
+    wrong_colour = clip_scores(clip, x, [caption(int(a), (int(b) + 1) % 4, template) for a, b in zip(d, c)])
+    assert match.mean() > wrong_digit.mean() + 5 and match.mean() > wrong_colour.mean() + 5
+    assert (match > wrong_digit).float().mean() > 0.9 and (match > wrong_colour).float().mean() > 0.9
+
+
+def test_tokenizer_and_text_models_load_without_network(tmp_path):
+    """Load the tokenizer, the shipped CLIP, judge and a text UNet with every socket refused."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import socket
+        def refuse(*a, **k):
+            raise OSError("network disabled by the test")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        from benchmark import zoo
+        from benchmark.conformance import tiny_text_model
+        from benchmark.models.text_unet import TextConditionalUNet
+        from benchmark.models.tiny_clip import tokenize
+        assert tokenize(["zero in red"]).shape == (1, 32)
+        zoo.load_clip(); zoo.load_judge("mnist-text-judge")
+        m = tiny_text_model()
+        m.save_pretrained(r"%s")
+        TextConditionalUNet.from_pretrained(r"%s", text_encoder=m.text_encoder)
+        print("ok")
+    """ % (tmp_path / "m", tmp_path / "m"))
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]

@@ -1,0 +1,80 @@
+"""The text track end to end through the CLI, on a tiny text UNet (random weights) over the shipped tiny
+CLIP and judge: the runner, records, metrics and leaderboard work for the text track, and bad input
+gets one line and exit 2. Numbers here are not meaningful (the base is untrained); the wiring is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.scenarios import MNIST_TEXT_OBJECT
+
+
+@pytest.fixture(scope="module")
+def tiny_card(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    import os
+
+    from benchmark import zoo
+    from benchmark.models.text_unet import TextConditionalUNet, tiny_text_unet_config
+
+    root = tmp_path_factory.mktemp("textcard")
+    cache = root / "cache"
+    text = zoo.load_clip_text_states()
+    model = TextConditionalUNet.from_config(tiny_text_unet_config((8, 16), text.width, heads=2), text, seed=0,
+                                            text_source={"zoo": zoo.TEXT_CLIP, "sha256": None})
+    model.save_pretrained(cache / "zoo" / "tiny-text-base")
+    card = yaml.safe_load(MNIST_TEXT_OBJECT.read_text())
+    card["name"] = "tiny-text-object"
+    card["models"]["base"] = {"zoo": "tiny-text-base", "sha256": None}
+    card["tiers"]["smoke"]["samples_per_class"] = 1
+    card["tiers"]["smoke"]["ddim_steps"] = 3
+    path = root / "tiny-text-object.yaml"
+    path.write_text(yaml.safe_dump(card))
+    env = {**os.environ, "UNLEARNBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    return path, env
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmark.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=900)
+
+
+def test_text_card_runs_end_to_end(tiny_card, tmp_path):
+    card, env = tiny_card
+    out = tmp_path / "results"
+    res = _cli(["run", "--scenario", str(card), "--tier", "smoke", "--methods", "original,uce,esd-x,finetune",
+                "--out", str(out), "--no-progress"], env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    records = sorted(out.glob("tiny-text-object__digit0__*__seed0__smoke.json"))
+    assert len(records) == 4
+    rec = json.loads((out / "tiny-text-object__digit0__uce__seed0__smoke.json").read_text())
+    s = rec["scenario"]
+    assert s["track"] == "text" and s["forget_target"] == "digit:0"
+    assert s["erase_phrasings"] == ["zero", "the digit 0"] and s["paraphrases"] == ["cero", "nought"]
+    m = rec["metrics"]
+    for key in ("forget_accuracy", "forget_accuracy_paraphrase", "retain_accuracy", "retain_accuracy_neighbours",
+                "clip_score_retain", "clip_score_forget", "fid"):
+        assert key in m and m[key]["n"] > 0, key
+    assert m["forget_accuracy"]["n"] == 4 and m["retain_accuracy"]["n"] == 36  # 4 forget cells, 36 retained
+    assert rec["model"]["changed"] and "uce" in rec["method"]["name"]
+    assert "mnist-text-judge" in rec["judges"]
+    assert "forget acc (paraphrase)" in res.stdout and "CLIP score retained" in res.stdout
+    assert (out / "tiny-text-object__digit0__uce__seed0__smoke.png").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--concept", "purple"], "unknown concept"),
+    (["--methods", "blindspot"], "does not support the text track"),
+    (["--attacks", "pia"], "does not support the text track"),
+])
+def test_bad_text_input_is_one_line_and_exit_2(tiny_card, tmp_path, args, message):
+    card, env = tiny_card
+    res = _cli(["run", "--scenario", str(card), "--tier", "smoke", "--out", str(tmp_path), *args], env)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("unlearnbench: error:") and message in lines[0], res.stderr
