@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("name")
     tr.add_argument("--out", type=Path, default=None, help="root folder (default: the user cache)")
     tr.add_argument("--steps", type=int, default=None, help="override the recipe's steps (UNets)")
-    tr.add_argument("--checkpoint-every", type=int, default=0)
+    tr.add_argument("--checkpoint-every", type=int, default=0,
+                    help="UNets: save a resumable checkpoint every N steps (text UNets default to 250)")
+    tr.add_argument("--device", default="cpu", help="cpu or cuda[:N] (text UNets; a GPU trains one in minutes)")
     return p
 
 
@@ -187,7 +189,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     zoo.recipe_for(args.name)
     if overrides and args.name == "mnist-judge":
         raise UnlearnbenchError("--steps applies to UNet recipes; the judge trains for a fixed number of epochs")
-    folder = zoo.build(args.name, args.out, show_progress=True, checkpoint_every=args.checkpoint_every, **overrides)
+    folder = zoo.build(args.name, args.out, show_progress=True, checkpoint_every=args.checkpoint_every,
+                       device=args.device, **overrides)
     m = zoo.read_manifest(folder)
     print(f"{args.name}: {folder}\nsha256 {m['sha256']}\nquality {m.get('quality')}")
     return 0

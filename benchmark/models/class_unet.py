@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor, nn
 
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.cost import count_eps
 from benchmark.models.fingerprint import verify_sha256
+from benchmark.models.guided_ddim import guided_ddim
 
 
 class EmbeddingOrVector(nn.Embedding):
@@ -175,10 +176,6 @@ class ClassConditionalUNet(DiffusionModel):
         gen = torch.Generator().manual_seed(seed)
         shape = (self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         noise = torch.randn((len(ids), *shape), generator=gen)
-        # No x0 clipping: DDIM's clip_sample clamps x̂0 but keeps the unclamped ε, and under strong guidance
-        # that mismatch wrecks samples (measured: 43% vs 100% judge accuracy at w=2); the output is clamped.
-        ddim = DDIMScheduler.from_config(self.scheduler.config, clip_sample=False)
-        ddim.set_timesteps(steps)
         was_training = self.unet.training
         self.unet.eval()
         out = []
@@ -186,12 +183,8 @@ class ClassConditionalUNet(DiffusionModel):
             x = noise[start:start + batch_size].to(self.device)
             chunk = ids[start:start + batch_size]
             cond = chunk.to(self.device) if chunk.is_floating_point() else self.encode(chunk)
-            both = torch.cat([self.null_condition(len(x)), cond])
-            for t in ddim.timesteps:
-                e_u, e_c = self.eps(torch.cat([x, x]), t.to(self.device), both).chunk(2)
-                e = (1 + guidance) * e_c - guidance * e_u
-                x = ddim.step(e, t, x).prev_sample
-            out.append(x.clamp(-1, 1).cpu())
+            out.append(guided_ddim(self, x, cond, self.null_condition(len(x)), self.scheduler.config, steps,
+                                   lambda e_u, e_c: (1 + guidance) * e_c - guidance * e_u).cpu())
             if progress is not None:
                 progress(len(x))
         self.unet.train(was_training)

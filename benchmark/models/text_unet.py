@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler, UNet2DConditionModel
 from torch import Tensor, nn
 
 from benchmark import UnlearnbenchError
@@ -28,6 +28,7 @@ from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.cost import count_eps
 from benchmark.models.class_unet import default_scheduler_config
 from benchmark.models.fingerprint import verify_sha256
+from benchmark.models.guided_ddim import guided_ddim
 
 
 def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cross_attention_dim: int = 64,
@@ -201,19 +202,14 @@ class TextConditionalUNet(DiffusionModel):
         gen = torch.Generator().manual_seed(seed)
         shape = (self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         noise = torch.randn((n, *shape), generator=gen)
-        ddim = DDIMScheduler.from_config(self.scheduler.config, clip_sample=False)
-        ddim.set_timesteps(steps)
         was_training = self.unet.training
         self.unet.eval()
         out = []
         for start in range(0, n, batch_size):
             x = noise[start:start + batch_size].to(self.device)
             cond = self.encode(conditions[start:start + batch_size])
-            both = torch.cat([self.null_condition(len(x)), cond])
-            for t in ddim.timesteps:
-                e_u, e_c = self.eps(torch.cat([x, x]), t.to(self.device), both).chunk(2)
-                x = ddim.step(e_u + guidance * (e_c - e_u), t, x).prev_sample
-            out.append(x.clamp(-1, 1).cpu())
+            out.append(guided_ddim(self, x, cond, self.null_condition(len(x)), self.scheduler.config, steps,
+                                   lambda e_u, e_c: e_u + guidance * (e_c - e_u)).cpu())
             if progress is not None:
                 progress(len(x))
         self.unet.train(was_training)

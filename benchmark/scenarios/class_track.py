@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.api import (
-    AttackBudget,
     AttackContext,
     DiffusionModel,
     EvalContext,
@@ -73,15 +72,7 @@ class ClassTrackSetup(ScenarioSetup):
         return f"mnist-unet-retrain-c{self.target}", sha
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:
-        refs = {"original": self.base}
-        oracle = self.oracle()
-        if oracle is not None:
-            refs["oracle"] = oracle
-        spec = self.scenario.tier(tier)
-        return AttackContext(scenario=self.scenario, tier=tier, forget_class=self.target,
-                             members=self.splits.members, heldout=self.splits.heldout, judge=self.judge,
-                             reference_models=refs, budget=AttackBudget(**spec.attack_budget), seed=seed,
-                             device=self.device, guidance=self.scenario.guidance, sample_steps=spec.ddim_steps)
+        return self._attack_context(tier, seed, self.target, self.splits.members, self.splits.heldout)
 
     def record_fields(self, tier: str) -> dict[str, Any]:
         spec = self.scenario.tier(tier)

@@ -97,6 +97,21 @@ class ScenarioSetup(abc.ABC):
             return None
         return zoo.load_unet(name, sha).to(self.device)
 
+    def _attack_context(self, tier: str, seed: int, forget_class: int, members: LabeledImages,
+                        heldout: LabeledImages, config: dict[str, Any] | None = None) -> AttackContext:
+        """The AttackContext every track builds: original and (if available) oracle, budget, sampling."""
+        from benchmark.api import AttackBudget
+
+        refs = {"original": self.base}
+        oracle = self.oracle()
+        if oracle is not None:
+            refs["oracle"] = oracle
+        spec = self.scenario.tier(tier)
+        return AttackContext(scenario=self.scenario, tier=tier, forget_class=forget_class, members=members,
+                             heldout=heldout, judge=self.judge, reference_models=refs,
+                             budget=AttackBudget(**spec.attack_budget), seed=seed, device=self.device,
+                             guidance=self.scenario.guidance, sample_steps=spec.ddim_steps, config=dict(config or {}))
+
     @abc.abstractmethod
     def oracle_entry(self) -> tuple[str, str | None]:
         """(zoo name, sha256 from the card or None) of the oracle retrained without the target."""

@@ -27,7 +27,6 @@ from typing import Any
 import torch
 
 from benchmark.api import (
-    AttackBudget,
     AttackContext,
     DiffusionModel,
     EvalContext,
@@ -223,18 +222,9 @@ class TextTrackSetup(ScenarioSetup):
         return f"mnist-text-unet-retrain-{tag}", sha
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:
-        refs = {"original": self.base}
-        oracle = self.oracle()
-        if oracle is not None:
-            refs["oracle"] = oracle
-        spec = self.scenario.tier(tier)
         members, heldout = self.splits.members, self.splits.heldout
-        return AttackContext(scenario=self.scenario, tier=tier, forget_class=self.concept.index,
-                             members=LabeledImages(members.x, cell_labels(members)),
-                             heldout=LabeledImages(heldout.x, cell_labels(heldout)), judge=self.judge,
-                             reference_models=refs, budget=AttackBudget(**spec.attack_budget), seed=seed,
-                             device=self.device, guidance=self.scenario.guidance, sample_steps=spec.ddim_steps,
-                             config={"concept": self.concept})
+        return self._attack_context(tier, seed, self.concept.index, LabeledImages(members.x, cell_labels(members)),
+                                    LabeledImages(heldout.x, cell_labels(heldout)), {"concept": self.concept})
 
     def record_fields(self, tier: str) -> dict[str, Any]:
         spec = self.scenario.tier(tier)

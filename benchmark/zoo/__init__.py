@@ -92,7 +92,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def build(name: str, out_root: Path | None = None, show_progress: bool = True, checkpoint_every: int = 0,
-          **recipe_overrides: Any) -> Path:
+          device: str = "cpu", **recipe_overrides: Any) -> Path:
     """Train ``name`` by its recipe and write it atomically to ``out_root/name``; return the folder.
 
     ``checkpoint_every`` > 0 also saves EMA snapshots to ``out_root/name.checkpoints/step-N`` (UNets).
@@ -111,7 +111,7 @@ def build(name: str, out_root: Path | None = None, show_progress: bool = True, c
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
         if isinstance(recipe, (text_recipes.CLIPRecipe, text_recipes.TextJudgeRecipe, text_recipes.TextUNetRecipe)):
-            quality = _build_text(name, recipe, tmp, out_root, show_progress, checkpoint_every)
+            quality = _build_text(name, recipe, tmp, out_root, show_progress, checkpoint_every, device)
         elif isinstance(recipe, recipes.JudgeRecipe):
             from safetensors.torch import save_file
 
@@ -150,7 +150,7 @@ def build(name: str, out_root: Path | None = None, show_progress: bool = True, c
 
 
 def _build_text(name: str, recipe: Any, tmp: Path, out_root: Path, show_progress: bool,
-                checkpoint_every: int) -> dict[str, Any]:
+                checkpoint_every: int, device: str = "cpu") -> dict[str, Any]:
     """Train one text-track entry into ``tmp``; return its quality numbers. A UNet keeps its resumable
     training state in ``out_root/<name>.partial`` (removed once the entry is complete)."""
     from safetensors.torch import save_file
@@ -181,7 +181,8 @@ def _build_text(name: str, recipe: Any, tmp: Path, out_root: Path, show_progress
     if started is not None and started != text_recipes_hash(recipe):
         raise UnlearnbenchError(f"{partial} holds a run of another recipe ({started}); delete it to start over")
     (partial / "recipe.json").write_text(json.dumps({"name": name, "recipe_hash": text_recipes_hash(recipe)}))
-    model = text_recipes.train_text_unet(recipe, model, partial, checkpoint_every or 250, show_progress)
+    model = text_recipes.train_text_unet(recipe, model.to(device), partial, checkpoint_every or 250, show_progress)
+    model = model.to("cpu")
     model.save_pretrained(tmp)
     quality = text_recipes.text_unet_quality(model, load_judge("mnist-text-judge"), show_progress=show_progress)
     shutil.rmtree(partial, ignore_errors=True)

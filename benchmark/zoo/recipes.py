@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +143,25 @@ def judge_accuracy(net: DigitCNN, data: LabeledImages) -> float:
     return acc
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, warmup_steps: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``steps`` (the zoo recipes' schedule)."""
+    warm = max(1, warmup_steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+
+def training_step(loss: torch.Tensor, params: list, opt: torch.optim.Optimizer, sched: Any, ema: Any,
+                  grad_clip: float) -> None:
+    """One optimiser step of a zoo recipe: backward, clip, step, schedule, EMA (and count it)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    cost.add(optimizer_steps=1)
+    sched.step()
+    ema.step(params)
+
+
 def unet_training_data(recipe: UNetRecipe) -> LabeledImages:
     members = mnist_splits(recipe.split_seed).members
     if recipe.exclude_class is None:
@@ -173,9 +193,7 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
     model.train()
     params = model.parameters()
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
-    warm = max(1, recipe.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / recipe.steps))))
+    sched = warmup_cosine(opt, recipe.warmup_steps, recipe.steps)
     ema = EMAModel(params, decay=recipe.ema_decay)
     gen = torch.Generator().manual_seed(recipe.seed + 1)
     order = torch.randperm(len(data), generator=gen)
@@ -196,13 +214,7 @@ def train_unet(recipe: UNetRecipe = UNetRecipe(), show_progress: bool = True,
         else:  # captions (text track): dropped to the empty prompt, Stable Diffusion's null condition
             cond = model.encode(["" if d else data.prompts[int(i)] for i, d in zip(y, drop)])
         loss = model.loss(x0, cond, generator=gen).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-        opt.step()
-        cost.add(optimizer_steps=1)
-        sched.step()
-        ema.step(params)
+        training_step(loss, params, opt, sched, ema, recipe.grad_clip)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if progress is not None:

@@ -32,6 +32,7 @@ from benchmark.data.mnist_text import (
     parse_concept,
 )
 from benchmark.models.class_unet import default_scheduler_config
+from benchmark.zoo.recipes import training_step, warmup_cosine
 
 
 # -- CLIP ---------------------------------------------------------------------------------------------
@@ -74,9 +75,7 @@ def train_clip(recipe: CLIPRecipe = CLIPRecipe(), show_progress: bool = True) ->
     vocab, _ = caption_table()
     all_ids = tokenize(list(vocab))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    warm = max(1, recipe.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / recipe.steps))))
+    sched = warmup_cosine(opt, recipe.warmup_steps, recipe.steps)
     gen = torch.Generator().manual_seed(recipe.seed)
     cells = cell_of(data)
     bar = tqdm(range(recipe.steps), desc="train clip", disable=not show_progress, mininterval=2)
@@ -225,27 +224,23 @@ def train_text_unet(recipe: TextUNetRecipe, text_model: Any, checkpoint_dir: Pat
     whose UNet is replaced by the trained one (it supplies the frozen text encoder and the schedule)."""
     from diffusers.training_utils import EMAModel
 
-    from benchmark import cost
-
     data = text_unet_training_data(recipe)
     model = text_model
     model.train()
     params = model.parameters()
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
-    warm = max(1, recipe.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / recipe.steps))))
+    sched = warmup_cosine(opt, recipe.warmup_steps, recipe.steps)
     ema = EMAModel(params, decay=recipe.ema_decay)
     gen = torch.Generator().manual_seed(recipe.seed + 1)
     start = 0
     state_file = checkpoint_dir / "train_state.pt" if checkpoint_dir is not None else None
     if state_file is not None and state_file.is_file():
-        state = torch.load(state_file, weights_only=False)  # our own file, written below
+        state = torch.load(state_file, weights_only=False, map_location=model.device)  # our own file (below)
         model.unet.load_state_dict(state["unet"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         ema.load_state_dict(state["ema"])
-        gen.set_state(state["gen"])
+        gen.set_state(state["gen"].cpu())
         start = int(state["step"])
     vocab, _ = caption_table()
     with torch.no_grad():
@@ -259,13 +254,7 @@ def train_text_unet(recipe: TextUNetRecipe, text_model: Any, checkpoint_dir: Pat
         cap[torch.rand(len(cap), generator=gen) < recipe.cond_drop_prob] = empty
         x0 = data.x[idx].to(model.device)
         loss = model.loss(x0, states[cap].to(model.device), generator=gen).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-        opt.step()
-        cost.add(optimizer_steps=1)
-        sched.step()
-        ema.step(params)
+        training_step(loss, params, opt, sched, ema, recipe.grad_clip)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if progress is not None:

@@ -199,9 +199,9 @@ def test_tokenizer_and_text_models_load_without_network(tmp_path):
         assert tokenize(["zero in red"]).shape == (1, 32)
         zoo.load_clip(); zoo.load_judge("mnist-text-judge")
         m = tiny_text_model()
-        m.save_pretrained(r"%s")
-        TextConditionalUNet.from_pretrained(r"%s", text_encoder=m.text_encoder)
+        m.save_pretrained(r"FOLDER")
+        TextConditionalUNet.from_pretrained(r"FOLDER", text_encoder=m.text_encoder)
         print("ok")
-    """ % (tmp_path / "m", tmp_path / "m"))
+    """).replace("FOLDER", str(tmp_path / "m"))
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
