@@ -176,6 +176,10 @@ class UnlearnRequest:
     max_steps: int | None = None
     progress: ProgressFn | None = None
     scenario: str = ""  # registered name or path of the scenario card
+    # Text track: the concept's position among the values of its axis (remap_targets are the others, in
+    # order), so "the next value" is remap_targets[forget_position % len(remap_targets)]. None on the class
+    # track, where forget_target is the class id itself.
+    forget_position: int | None = None
 
 
 @dataclass

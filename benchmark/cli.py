@@ -170,7 +170,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         for name in zoo.zoo_names():
             folder = zoo.locate(name)
             m = zoo.read_manifest(folder) if folder else {}
-            print(f"{name:<24} {str(folder) if folder else '(not built)':<60} {m.get('sha256', '')[:16]}")
+            status = str(folder) if folder else (zoo.partial_status(name) or "(not built)")
+            print(f"{name:<30} {status:<60} {m.get('sha256', '')[:16]}")
         return 0
     if args.zoo_command == "verify":
         bad = 0

@@ -75,7 +75,7 @@ def tiny_text_request(concept: str = "digit:3", n_forget: int = 16, n_retain: in
     return UnlearnRequest(forget=with_captions(forget, captions_for(forget, c, 0)),
                           retain=with_captions(retain, captions_for(retain, c, 1)),
                           forget_target=tuple(c.phrasings("erase")), remap_targets=[v for v in values if v != own],
-                          num_classes=len(values), seed=0, max_steps=max_steps)
+                          num_classes=len(values), seed=0, max_steps=max_steps, forget_position=c.index)
 
 
 def smoke_overrides(name: str, scenario: str | None = None) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def method_name(cls: type) -> str:
 def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu",
               overrides: dict[str, Any] | None = None, max_steps: int = 4) -> dict[str, Any]:
     """Run the smoke tier with ``original`` and the adapter (its config: the card's smoke budget, else
-    ``overrides``, steps capped at ``max_steps``); return both records."""
+    ``overrides``, steps capped at ``max_steps``) on the class card, or the text object card for a
+    text-only method; return both records."""
     import json
 
     from benchmark import runner
@@ -73,7 +74,8 @@ def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu",
     if name not in METHODS:
         METHODS.register(name, cls, origin="check-method")
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="unlearnbench-check-"))
-    plan = runner.plan("mnist-class", ["original", name], None, "smoke", 0, device, out)
+    scenario = "mnist-class" if "class" in getattr(cls, "supports", {"class"}) else "mnist-text-object"
+    plan = runner.plan(scenario, ["original", name], None, "smoke", 0, device, out)
     plan.max_steps = max_steps
     if overrides:
         plan.cells[-1].config = cls.make_config(overrides)

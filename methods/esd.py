@@ -15,9 +15,10 @@ named in prompts, e.g. a style); ``esd-u`` trains every other weight of the UNet
 embedding and the output layer, as the released code's "noxattn" (for a concept that should go whatever
 the prompt, e.g. an object or nudity).
 
-Timestep of the loss: the released diffusers port indexes the 1,000-step schedule so that the noise level
-of the loss matches the level of x_t reached by the partial DDIM run (t = the DDIM timestep after
-t_enc steps); the CompVis script used t ≈ 20·t_enc, the reverse order. This follows the diffusers port.
+Timestep of the loss: t is the DDIM timestep reached after the t_enc steps, so the loss is taken at the
+noise level of x_t (as in the newest released trainer; the CompVis script and the first diffusers port
+land within one DDIM stride of it). x_t comes from the model being trained, as in the CompVis script and
+the first diffusers port (the newest trainer draws it from the frozen base instead).
 Text track only: a class-conditional model has no prompts to negate (the class embedding analogue is
 the class track's methods).
 """

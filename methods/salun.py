@@ -9,7 +9,11 @@ the masked weights only:
     L = ‖ε_θ(x_t, t, c_f) − stopgrad ε_θ(x_t, t, c′)‖² + α · L_r,   c′ = (c_f + 1) mod #classes,
 
 with gradients of unmasked weights zeroed before each step. Text track: c′ is the forget caption with the
-concept's phrase replaced by the first other value of its axis (the released SD code's remap prompt). DDPM defaults: α = 1e-3, 1,000 iterations,
+concept's phrase replaced by the next value of its axis, as the released SD code remaps class c to
+(c+1) mod 10 in its prompt. The released SD code's other settings (α = 0.1 on a pixel-averaged retain
+loss, lr 1e-5, batch 8, mask from the CFG-guided loss at scale 7.5) are for latent Stable Diffusion;
+the embedded text model is a pixel-space DDPM, so the text track keeps the DDPM settings above — a
+departure, stated. DDPM defaults: α = 1e-3, 1,000 iterations,
 batch 128, Adam 1e-4. In the released DDPM code the forget term is a pixel-*averaged* MSE while L_r is
 the codebase's pixel-*summed* denoising loss, so α = 1e-3 multiplies a loss 3,072× (CIFAR) larger; this
 keeps that balance (α × pixels × the pixel-averaged L_r). Taken literally on averaged losses, α = 1e-3
@@ -56,8 +60,9 @@ class SalUn(FineTuningMethod):
         kept = sum(int(m.sum()) for m in masks)
         if request.forget.prompts is None:
             remap: int | str = (int(request.forget_target) + 1) % request.num_classes  # type: ignore[arg-type]
-        else:  # text track: the first other value on the concept's axis ("one" for digit 0, "green" for red)
-            remap = list(request.remap_targets)[0]
+        else:  # text track: the next value on the concept's axis ("one" for digit 0, "green" for red)
+            others = list(request.remap_targets)
+            remap = others[(request.forget_position or 0) % len(others)]
         return {"masks": masks, "remap": remap, "request": request,
                 "stats": {"mask_kept": kept, "mask_total": sum(m.numel() for m in masks), "remap_class": remap}}
 

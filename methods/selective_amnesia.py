@@ -19,12 +19,15 @@ on purpose: images for the Fisher are in the model's [−1, 1]
 range (the code fed [0, 1] tensors), and replay / Fisher samples come from this harness's seeded DDIM
 sampler with classifier-free guidance rather than the 1,000-step ancestral sampler.
 
-Text track (SA's Stable Diffusion setting): the surrogate is not noise but images of a surrogate
-concept generated once by the original model — here each forget caption with the concept's phrase
-replaced by the first other value of its axis ("zero in red" → "one in red"), as SA maps a celebrity to
-"a middle-aged man" — and trained under the forget captions. The Fisher uses samples of the request's
-captions (forget and retain), replay samples of the retain captions. ``sample_guidance`` w is the class
-track's (1+w)·ε_c − w·ε_u; on a text model the same guidance is passed as s = 1 + w.
+Text track (SA's Stable Diffusion setting, with departures stated): the surrogate is not noise but
+images of another concept generated once by the original model and trained under the forget captions.
+SA's SD code uses one generic parent prompt ("a middle aged man" for a celebrity); the embedded captions
+have no generic parent concept the model has learnt, so the surrogate is each forget caption with the
+concept's phrase replaced by the first other value of its axis ("zero in red" → "one in red"). The Fisher
+uses samples of the request's captions (forget and retain), replay samples of the retain captions.
+Losses keep the DDPM convention above (pixel-summed, λ = 10, lr 1e-4) where SA's SD code averages over
+pixels with λ = 50 and lr 1e-5: the embedded text model is a pixel-space DDPM. ``sample_guidance`` w is
+the class track's (1+w)·ε_c − w·ε_u; on a text model the same guidance is passed as s = 1 + w.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Wall time of the smoke and quick tiers with a per-stage breakdown → docs/performance.md.
 
-Usage:  python perf/run_perf.py [--tiers smoke,quick] [--device cpu] [--out docs/performance.md]
-        [--skip-cost-ratios] [--keep DIR]
+Usage:  python perf/run_perf.py [--scenarios mnist-class,mnist-text-object,mnist-text-style]
+        [--tiers smoke,quick] [--device cpu] [--out docs/performance.md] [--skip-cost-ratios] [--keep DIR]
 
 Each tier runs in a fresh cache (cold: the original model's samples and the FID reference features
 are computed, as on a user's first run) and writes its records to a temp folder. Targets: smoke ≤ 2 min;
@@ -24,15 +24,16 @@ TARGETS_S = {"smoke": 120, "quick": 900}
 MANUAL = "<!-- kept by perf/run_perf.py: everything below is maintained by hand -->"
 
 
-def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | None = None) -> dict:
+def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | None = None,
+             scenario: str = "mnist-class") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["UNLEARNBENCH_CACHE"] = str(Path(tmp) / "cache")
         from benchmark import runner
         from benchmark.results import load_records
 
         t0 = time.time()
-        results = keep / tier if keep else Path(tmp) / "results"
-        plan = runner.plan("mnist-class", methods, None, tier, 0, device, results)
+        results = (keep / scenario / tier if scenario != "mnist-class" else keep / tier) if keep else Path(tmp) / "results"
+        plan = runner.plan(scenario, methods, None, tier, 0, device, results)
         runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
         wall = time.time() - t0
         rows, attack_rows = [], []
@@ -48,7 +49,7 @@ def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | Non
     order = {m: i for i, m in enumerate(m.name for m in plan.cells)}
     rows.sort(key=lambda r: order[r["method"]])
     attack_rows.sort(key=lambda r: order[r["method"]])
-    return {"tier": tier, "wall_s": wall, "rows": rows, "attack_rows": attack_rows,
+    return {"tier": tier, "scenario": scenario, "wall_s": wall, "rows": rows, "attack_rows": attack_rows,
             "setup_s": wall - sum(r["total"] for r in rows)}
 
 
@@ -89,7 +90,8 @@ def markdown(results: list[dict], device: str) -> str:
         target = TARGETS_S.get(r["tier"])
         verdict = "" if target is None else (f" — target ≤ {target / 60:.0f} min: "
                                              f"{'met' if r['wall_s'] <= target else 'MISSED'}")
-        lines += [f"## {r['tier']} tier: {r['wall_s']:.0f} s wall{verdict}", "",
+        where = "" if r.get("scenario", "mnist-class") == "mnist-class" else f"{r['scenario']}, "
+        lines += [f"## {where}{r['tier']} tier: {r['wall_s']:.0f} s wall{verdict}", "",
                   "| method | steps | unlearn s | sampling s | metrics s | attacks s | total s |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for row in r["rows"]:
@@ -102,6 +104,7 @@ def markdown(results: list[dict], device: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", default="mnist-class", help="comma-separated scenario names")
     ap.add_argument("--tiers", default="smoke,quick")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default=None, help="comma-separated; default: the scenario's list")
@@ -111,10 +114,11 @@ def main() -> None:
     args = ap.parse_args()
     methods = args.methods.split(",") if args.methods else None
     results = []
-    for tier in args.tiers.split(","):
-        r = run_tier(tier, args.device, methods, args.keep)
-        print(json.dumps({"tier": tier, "wall_s": round(r["wall_s"], 1)}))
-        results.append(r)
+    for scenario in args.scenarios.split(","):
+        for tier in args.tiers.split(","):
+            r = run_tier(tier, args.device, methods, args.keep, scenario)
+            print(json.dumps({"scenario": scenario, "tier": tier, "wall_s": round(r["wall_s"], 1)}))
+            results.append(r)
     from benchmark.atomic import write_text_atomic
 
     text = markdown(results, args.device)

@@ -8,7 +8,8 @@ Diffusion's convention). Guidance follows diffusers' convention, ε̃ = ε_u + s
 Sampling is deterministic DDIM (η = 0, no x̂0 clipping), noise of item i depending only on (seed, i).
 
 Parameter subsets: ``xattn`` = the cross-attention layers (``attn2``, ESD-x and UCE edit these);
-``noxattn`` = every other UNet weight (ESD-u). The text encoder is never trained by a method.
+``noxattn`` = every other UNet weight (ESD-u uses this minus the time embedding and output layer, see
+``methods/esd.py``). The text encoder is never trained by a method.
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ class TextConditionalUNet(DiffusionModel):
 
     def to(self, device: str | torch.device) -> TextConditionalUNet:
         self.unet.to(device)
-        self.text_encoder.to(device)
+        if self.text_encoder.token_embedding.weight.device != torch.device(device):
+            # clones share the frozen encoder; moving a copy keeps the other clones where they are
+            self.text_encoder = copy.deepcopy(self.text_encoder).to(device)
         self._acp = self._acp.to(device)
         self._cache.clear()
         return self

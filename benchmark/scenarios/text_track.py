@@ -136,7 +136,7 @@ class TextTrackSetup(ScenarioSetup):
             forget_target=tuple(self.concept.phrasings("erase")),
             remap_targets=[p for p in axis_values if p != own],
             num_classes=len(axis_values), seed=seed, device=device, progress=progress,
-            scenario=str(self.scenario.path), max_steps=max_steps)
+            scenario=str(self.scenario.path), max_steps=max_steps, forget_position=self.concept.index)
 
     # -- sample plan --------------------------------------------------------------------------------
     def plan(self, tier: str, seed: int) -> dict[str, Any]:

@@ -86,6 +86,18 @@ def locate(name: str) -> Path | None:
     return None
 
 
+def partial_status(name: str) -> str | None:
+    """'partial: step S/N in FOLDER' for a UNet whose resumable training has started, else None."""
+    for root in (ZOO_DIR, cache_dir() / "zoo"):
+        state = root / f"{name}.partial" / "train_state.pt"
+        if state.is_file():
+            import torch
+
+            step = int(torch.load(state, weights_only=False, map_location="cpu")["step"])
+            return f"(partial: step {step}/{getattr(recipe_for(name), 'steps', '?')} in {state.parent})"
+    return None
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / "recipe.json"
     return json.loads(path.read_text()) if path.is_file() else {}
