@@ -170,7 +170,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         for name in zoo.zoo_names():
             folder = zoo.locate(name)
             m = zoo.read_manifest(folder) if folder else {}
-            status = str(folder) if folder else (zoo.partial_status(name) or "(not built)")
+            partial = None if folder else zoo.partial_status(name)
+            status = (str(folder) if folder else f"(training: step {partial[0]}/{partial[1]} in {partial[2]})"
+                      if partial else "(not built)")
             print(f"{name:<30} {status:<60} {m.get('sha256', '')[:16]}")
         return 0
     if args.zoo_command == "verify":

@@ -86,15 +86,15 @@ def locate(name: str) -> Path | None:
     return None
 
 
-def partial_status(name: str) -> str | None:
-    """'partial: step S/N in FOLDER' for a UNet whose resumable training has started, else None."""
+def partial_status(name: str) -> tuple[int, int, Path] | None:
+    """(step, total steps, folder) of a UNet whose resumable training has started, else None."""
     for root in (ZOO_DIR, cache_dir() / "zoo"):
         state = root / f"{name}.partial" / "train_state.pt"
         if state.is_file():
             import torch
 
             step = int(torch.load(state, weights_only=False, map_location="cpu")["step"])
-            return f"(partial: step {step}/{getattr(recipe_for(name), 'steps', '?')} in {state.parent})"
+            return step, int(getattr(recipe_for(name), "steps", 0)), state.parent
     return None
 
 
@@ -235,8 +235,11 @@ def load_unet(name: str, sha256: str | None = None, build_if_missing: bool = Fal
     folder = locate(name)
     if folder is None:
         if not build_if_missing:
+            partial = partial_status(name)
+            resume = (f"; its training is under way (step {partial[0]}/{partial[1]}): `unlearnbench zoo train "
+                      f"{name} --out {partial[2].parent}` resumes it" if partial else "")
             raise UnlearnbenchError(f"zoo entry {name!r} is not shipped or cached; build it with "
-                                    f"`unlearnbench zoo train {name}`")
+                                    f"`unlearnbench zoo train {name}`{resume}")
         folder = build(name, show_progress=show_progress)
     expected = sha256 or read_manifest(folder).get("sha256")
     meta = folder / "unlearnbench.json"
