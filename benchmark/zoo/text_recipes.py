@@ -103,13 +103,17 @@ def train_clip(recipe: CLIPRecipe = CLIPRecipe(), show_progress: bool = True) ->
 
 
 @torch.no_grad()
-def clip_zero_shot(model: Any, data: TextImages, templates: tuple[str, ...] = HELDOUT_TEMPLATES) -> dict:
+def clip_zero_shot(model: Any, data: TextImages, templates: tuple[str, ...] = HELDOUT_TEMPLATES,
+                   phrasing: int = 0) -> dict:
     """Zero-shot accuracy per attribute on ``data``: each image is scored against the 40 (digit, colour)
-    prompts of every template (erase phrasings), probabilities averaged over templates, and the digit
-    and colour read off the best (digit, colour) prompt."""
+    prompts of every template, probabilities averaged over templates, and the digit and colour read off
+    the best (digit, colour) prompt. ``phrasing`` picks the words: 0, 1 = the erase phrasings ("zero",
+    "the digit 0"; "red", "red ink"), 2, 3 = the paraphrases ("cero", "nought"; "crimson", "scarlet")."""
+    from benchmark.data.mnist_text import all_phrasings_colour, all_phrasings_digit
     from benchmark.models.tiny_clip import tokenize
 
-    prompts = [caption(d, c, t) for t in templates for d in range(NUM_CLASSES) for c in range(NUM_COLOURS)]
+    prompts = [caption(d, c, t, all_phrasings_digit(d)[phrasing], all_phrasings_colour(c)[phrasing])
+               for t in templates for d in range(NUM_CLASSES) for c in range(NUM_COLOURS)]
     txt = F.normalize(model.encode_text(tokenize(prompts)), dim=-1).view(len(templates), NUM_CLASSES * NUM_COLOURS, -1)
     img = F.normalize(model.encode_image(data.x), dim=-1)
     probs = torch.stack([(100 * img @ t.T).softmax(1) for t in txt]).mean(0)
