@@ -121,7 +121,19 @@ class TextConditionalUNet(DiffusionModel):
         return self
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.unet}
+        return {"unet": self.unet}  # the trainable part; the frozen text encoder enters the fingerprint below
+
+    def fingerprint(self) -> str:
+        """sha256 over the UNet's weights and the text encoder's: the same UNet on another CLIP is another model."""
+        import hashlib
+
+        from benchmark.models.fingerprint import fingerprint_modules
+
+        text_fp = getattr(self.text_encoder, "_unlearnbench_fingerprint", None)
+        if text_fp is None:
+            text_fp = fingerprint_modules({"text_encoder": self.text_encoder})
+            self.text_encoder._unlearnbench_fingerprint = text_fp  # frozen: computed once per encoder
+        return hashlib.sha256((fingerprint_modules(self.modules()) + text_fp).encode()).hexdigest()
 
     def train(self, mode: bool = True) -> TextConditionalUNet:
         self.unet.train(mode)  # the text encoder stays frozen in eval mode
