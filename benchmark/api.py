@@ -387,6 +387,34 @@ class AttackContext:
     guidance: float = 2.0
     sample_steps: int = 25
     cache: dict[Any, Any] = field(default_factory=dict)
+    # Set by scenarios whose conditions are not class ids (the text track); None = derived from forget_class.
+    forget_members_mask: Tensor | None = None  # which members show the forgotten concept
+    forget_heldout_mask: Tensor | None = None
+    forget_prompts: tuple[str, ...] | None = None  # prompts that ask for the concept (sampled in turn)
+    judge_head: str | None = None  # the judge head that names the concept, and its index there
+    forget_name: str = ""
+
+    def forget_mask(self, split: str) -> Tensor:
+        """Boolean mask of the ``members`` or ``heldout`` images that show the forgotten concept."""
+        data, mask = ((self.members, self.forget_members_mask) if split == "members"
+                      else (self.heldout, self.forget_heldout_mask))
+        return mask if mask is not None else data.y == self.forget_class
+
+    def forget_conditions(self, n: int) -> Any:
+        """``n`` conditions that ask for the forgotten concept (class ids, or prompts in turn)."""
+        if self.forget_prompts is None:
+            return torch.full((n,), self.forget_class, dtype=torch.long)
+        return [self.forget_prompts[i % len(self.forget_prompts)] for i in range(n)]
+
+    def shows_concept(self, x: Tensor) -> Tensor:
+        """1.0 for each image the judge reads as the forgotten concept, else 0.0."""
+        if self.judge_head is None:
+            return (self.judge.predict_proba(x).argmax(1) == self.forget_class).float()
+        return (self.judge.predict_heads(x)[self.judge_head] == self.forget_class).float()  # type: ignore[attr-defined]
+
+    @property
+    def concept_name(self) -> str:
+        return self.forget_name or f"class {self.forget_class}"
 
 
 @dataclass

@@ -226,6 +226,36 @@ def tiny_attack_context(forget_class: int = 3, per_class: int = 12, budget: Any 
                          budget=budget or AttackBudget(), seed=seed, sample_steps=4)
 
 
+def tiny_text_attack_context(concept: str = "digit:3", per_cell: int = 2, budget: Any = None, seed: int = 0) -> Any:
+    """The text track's AttackContext on a few images per (digit, colour) cell, with tiny random text UNets
+    as the original and oracle and the shipped text judge: the text code paths of an attack, in seconds."""
+    from benchmark import zoo
+    from benchmark.api import AttackBudget, AttackContext
+    from benchmark.data.mnist_text import mnist_text_splits, parse_concept
+    from benchmark.scenarios import load_scenario
+    from benchmark.scenarios.text_track import captions_for, cell_labels, with_captions
+
+    c = parse_concept(concept)
+    splits = mnist_text_splits()
+
+    def few(data: Any) -> Any:
+        cells = cell_labels(data)
+        keep = torch.cat([torch.nonzero(cells == k).flatten()[:per_cell] for k in range(40)])
+        return data.where(keep)
+
+    members, heldout = few(splits.members), few(splits.heldout)
+    ctx = AttackContext(scenario=load_scenario("mnist-text-object"), tier="smoke", forget_class=c.index,
+                        members=with_captions(members, captions_for(members, c, 100)),
+                        heldout=with_captions(heldout, captions_for(heldout, c, 101)),
+                        judge=zoo.load_judge("mnist-text-judge"),
+                        reference_models={"original": tiny_text_model(0), "oracle": tiny_text_model(1)},
+                        budget=budget or AttackBudget(), seed=seed, guidance=5.0, sample_steps=4)
+    ctx.forget_members_mask, ctx.forget_heldout_mask = c.mask(members), c.mask(heldout)
+    ctx.forget_prompts = tuple(f"{p} in red" for p in c.phrasings("erase"))
+    ctx.judge_head, ctx.forget_name = c.axis, c.name
+    return ctx
+
+
 def attack_smoke_overrides(name: str, scenario: str = "mnist-class") -> dict[str, Any]:
     """The attack's smoke-tier settings from the scenario card ({} if the card does not list it)."""
     from benchmark.scenarios import load_scenario

@@ -12,17 +12,17 @@ from benchmark.api import AttackContext, DiffusionModel, LabeledImages
 
 def attack_images(context: AttackContext, n: int) -> LabeledImages:
     """``n`` forget-class member images, the same ones for every model (chosen by the attack seed)."""
-    f = context.members.where(context.members.y == context.forget_class)
+    f = context.members.where(context.forget_mask("members"))
     pick = torch.randperm(len(f), generator=torch.Generator().manual_seed(context.seed + 17))[:n]
-    return LabeledImages(f.x[pick], f.y[pick])
+    return f.take(pick)
 
 
-def judged_recovery(model: DiffusionModel, conditions: torch.Tensor, context: AttackContext, seed: int,
+def judged_recovery(model: DiffusionModel, conditions: Any, context: AttackContext, seed: int,
                     steps: int | None = None) -> torch.Tensor:
-    """1.0 for each sample (one per condition) the judge assigns to the forget class, else 0.0.
+    """1.0 for each sample (one per condition) the judge reads as the forgotten concept, else 0.0.
     Sampling uses the scenario's guidance and ``steps`` DDIM steps (default: the tier's)."""
     x = model.sample(conditions, seed=seed, steps=steps or context.sample_steps, guidance=context.guidance)
-    return (context.judge.predict_proba(x).argmax(1) == context.forget_class).float()
+    return context.shows_concept(x)
 
 
 def cached_per_model(context: AttackContext, attack: Any, model: DiffusionModel, compute: Callable[[], Any]) -> Any:

@@ -42,7 +42,8 @@ class Relearning(Attack):
     paper = "Relearning attack (fine-tuning on a few forget images; cf. Lynch et al. 2024, Łucki et al. 2024)"
     family = "inversion"
     threat_model = "the attacker can fine-tune the released weights on a few images of the forgotten class"
-    requires = frozenset({"grad", "class_cond"})
+    requires = frozenset({"grad"})
+    tracks = frozenset({"class", "text"})
     Config = RelearningConfig
     config: RelearningConfig
 
@@ -55,7 +56,7 @@ class Relearning(Attack):
         student = model.clone().to(model.device).train().requires_grad_(True)
         params = student.parameters()
         opt = torch.optim.Adam(params, lr=cfg.lr)
-        labels = torch.full((cfg.n_samples,), context.forget_class, dtype=torch.long)
+        labels = context.forget_conditions(cfg.n_samples)
         curve: list[dict] = []
         for step in range(0, cfg.max_steps + 1):
             if step % cfg.check_every == 0:
@@ -70,7 +71,8 @@ class Relearning(Attack):
             if stopped:
                 return None, curve, stopped
             idx = torch.randint(0, len(images), (min(cfg.batch_size, len(images)),), generator=gen)
-            cond = student.encode(images.y[idx])
+            batch = images.take(idx)
+            cond = student.encode(batch.conditions if batch.prompts is not None else batch.y.to(student.device))
             drop = (torch.rand(len(idx), generator=gen) < cfg.label_dropout).to(cond.device)
             cond = torch.where(drop.view(-1, *[1] * (cond.ndim - 1)), student.null_condition(len(idx)), cond)
             loss = student.loss(images.x[idx].to(student.device), cond, generator=gen).mean()
@@ -89,9 +91,10 @@ class Relearning(Attack):
             return AttackResult("failed", reason=f"stopped by the {stopped}", per_item=curve)
         censored = steps is None
         value = float(cfg.max_steps if censored else steps)
+        what = context.concept_name
         proto = (f"first step (checked every {cfg.check_every}) at which ≥ {cfg.threshold:.0%} of {cfg.n_samples} "
-                 f"class-{context.forget_class} samples (CFG w={context.guidance}, DDIM {cfg.sample_steps or context.sample_steps}) "
-                 f"are judged {context.forget_class}; Adam lr {cfg.lr}, label dropout {cfg.label_dropout} on "
+                 f"samples asking for {what} (CFG {context.guidance}, DDIM {cfg.sample_steps or context.sample_steps}) "
+                 f"are judged {what}; Adam lr {cfg.lr}, label dropout {cfg.label_dropout} on "
                  f"{cfg.n_images} forget images; censored at {cfg.max_steps}")
         values = {"relearn_steps": MetricValue("relearn_steps", value, cfg.n_samples, None, None, proto,
                                                {"censored": censored, "curve": curve})}

@@ -83,7 +83,8 @@ class MembershipAttack(Attack):
 
     family = "membership"
     threat_model = "white-box noise predictions (ε_θ queries with the true class), no gradients"
-    requires: ClassVar[frozenset[str]] = frozenset({"class_cond", "eps"})
+    requires: ClassVar[frozenset[str]] = frozenset({"eps"})
+    tracks: ClassVar[frozenset[str]] = frozenset({"class", "text"})
 
     @dataclass
     class Config:
@@ -112,8 +113,7 @@ class MembershipAttack(Attack):
                     if stopped:
                         raise BudgetExhausted(stopped)
                     idx = torch.arange(start, min(len(data), start + bs)) + split_id * 1_000_000
-                    chunk = LabeledImages(data.x[start:start + bs].to(model.device),
-                                          data.y[start:start + bs].to(model.device))
+                    chunk = data.take(torch.arange(start, min(len(data), start + bs))).to(model.device)
                     out.append(self.score(model, chunk, idx, seed).float().cpu())
         finally:
             for name, m in model.modules().items():
@@ -126,13 +126,16 @@ class MembershipAttack(Attack):
         key = (self.name, repr(self.config), context.seed, model.fingerprint(), context.forget_class)
         if key in context.cache:
             return context.cache[key]
-        fc = context.forget_class
-        members = context.members if self.config.include_all_classes else context.members.where(context.members.y == fc)
-        heldout = context.heldout if self.config.include_all_classes else context.heldout.where(context.heldout.y == fc)
+        all_classes = self.config.include_all_classes
+        m_mask, h_mask = context.forget_mask("members"), context.forget_mask("heldout")
+        members = context.members if all_classes else context.members.where(m_mask)
+        heldout = context.heldout if all_classes else context.heldout.where(h_mask)
         clock = context.budget.start()
         scores = {"members": self._scores(model, members, 1, context.seed, clock),
                   "heldout": self._scores(model, heldout, 2, context.seed, clock),
-                  "members_y": members.y, "heldout_y": heldout.y}
+                  "members_y": members.y, "heldout_y": heldout.y,
+                  "members_forget": m_mask if all_classes else torch.ones(len(members), dtype=torch.bool),
+                  "heldout_forget": h_mask if all_classes else torch.ones(len(heldout), dtype=torch.bool)}
         context.cache[key] = scores
         return scores
 
@@ -140,7 +143,6 @@ class MembershipAttack(Attack):
         skipped = self.skip_if_missing(model)
         if skipped:
             return skipped
-        fc = context.forget_class
         try:
             own = self._all_scores(model, context)
         except BudgetExhausted as exc:
@@ -152,10 +154,11 @@ class MembershipAttack(Attack):
             except BudgetExhausted as exc:
                 notes[ref_name] = f"not scored: stopped by the {exc}"
         values: dict[str, MetricValue] = {}
-        proto = f"{self.name}; forget members (class {fc}) vs held-out of class {fc}; sklearn ROC"
+        what = context.concept_name
+        proto = f"{self.name}; forget members ({what}) vs held-out of {what}; sklearn ROC"
 
         def forget_auc(sc: dict[str, torch.Tensor]) -> RocSummary:
-            return summarize(sc["members"][sc["members_y"] == fc].numpy(), sc["heldout"][sc["heldout_y"] == fc].numpy(),
+            return summarize(sc["members"][sc["members_forget"]].numpy(), sc["heldout"][sc["heldout_forget"]].numpy(),
                              seed=context.seed)
 
         mine = forget_auc(own)

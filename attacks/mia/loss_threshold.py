@@ -28,7 +28,7 @@ class LossThreshold(MembershipAttack):
                 "score": "-mean_t ||eps - eps_theta(x_t, t, c)||^2 (pixel mean)"}
 
     def score(self, model: DiffusionModel, data: LabeledImages, index: torch.Tensor, seed: int) -> torch.Tensor:
-        cond = model.encode(data.y)
+        cond = model.encode(data.conditions)
         total = torch.zeros(len(data), device=model.device)
         for k, t in enumerate(self.config.timesteps):
             noise = noise_for(index, tuple(data.x.shape[1:]), seed, salt=k).to(model.device)

@@ -31,7 +31,7 @@ class PIA(MembershipAttack):
         return {"t": self.config.t, "norm": "L4 (sum of 4th powers)", "queries_per_image": 2}
 
     def score(self, model: DiffusionModel, data: LabeledImages, index: torch.Tensor, seed: int) -> torch.Tensor:
-        cond = model.encode(data.y)
+        cond = model.encode(data.conditions)
         n = len(data)
         eps0 = model.eps(data.x, torch.zeros(n, dtype=torch.long, device=data.x.device), cond)
         t = torch.full((n,), self.config.t, device=data.x.device)

@@ -53,7 +53,7 @@ class SecMI(MembershipAttack):
         if cfg.t_sec + cfg.k >= len(model.alphas_cumprod()):
             raise ValueError(f"SecMI needs t_sec + k < {len(model.alphas_cumprod())} timesteps "
                              f"(got {cfg.t_sec} + {cfg.k})")
-        cond = model.encode(data.y)
+        cond = model.encode(data.conditions)
         x = data.x
         t = 0
         while t < cfg.t_sec:  # invert x_0 → x_{t_sec} in steps of k

@@ -222,9 +222,32 @@ class TextTrackSetup(ScenarioSetup):
         return f"mnist-text-unet-retrain-{tag}", sha
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:
+        """Members and held-out images with one seeded training caption each (membership inference scores
+        an image under the caption it was trained with), the concept's masks, prompts that ask for it
+        (erase phrasings on the held-out templates, over every value of the other axis) and the judge head."""
         members, heldout = self.splits.members, self.splits.heldout
-        return self._attack_context(tier, seed, self.concept.index, LabeledImages(members.x, cell_labels(members)),
-                                    LabeledImages(heldout.x, cell_labels(heldout)), {"concept": self.concept})
+        seed0 = int(self.scenario.data.get("caption_seed", 0)) + 100
+        ctx = self._attack_context(tier, seed, self.concept.index,
+                                   with_captions(members, captions_for(members, self.concept, seed0)),
+                                   with_captions(heldout, captions_for(heldout, self.concept, seed0 + 1)),
+                                   {"concept": self.concept})
+        ctx.forget_members_mask, ctx.forget_heldout_mask = self.concept.mask(members), self.concept.mask(heldout)
+        ctx.forget_prompts = tuple(self.concept_prompts())
+        ctx.judge_head, ctx.forget_name = self.concept.axis, self.concept.name
+        return ctx
+
+    def concept_prompts(self) -> list[str]:
+        """Prompts asking for the concept by its erase phrasings, on the held-out templates, over every
+        value of the other axis."""
+        c = self.concept
+        out = []
+        for template in HELDOUT_TEMPLATES:
+            for phrase in c.phrasings("erase"):
+                if c.axis == "digit":
+                    out += [template.format(digit=phrase, colour=all_phrasings_colour(k)[0]) for k in range(NUM_COLOURS)]
+                else:
+                    out += [template.format(digit=all_phrasings_digit(k)[0], colour=phrase) for k in range(NUM_CLASSES)]
+        return out
 
     def record_fields(self, tier: str) -> dict[str, Any]:
         spec = self.scenario.tier(tier)

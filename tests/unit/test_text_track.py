@@ -205,3 +205,26 @@ def test_tokenizer_and_text_models_load_without_network(tmp_path):
     """).replace("FOLDER", str(tmp_path / "m"))
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["loss_threshold", "secmi", "pia", "relearning"])
+def test_membership_and_relearning_attacks_run_on_the_text_track(name):
+    from benchmark.conformance import attack_smoke_overrides, tiny_text_attack_context
+    from benchmark.registry import ATTACKS
+
+    cls = ATTACKS.get(name)
+    assert "text" in cls.tracks
+    ctx = tiny_text_attack_context()
+    model = tiny_text_model(2)
+    before = model.fingerprint()
+    result = cls(cls.make_config(attack_smoke_overrides(name))).run(model, ctx)
+    assert result.status == "ok", result.reason
+    assert model.fingerprint() == before
+    for value in result.values.values():
+        assert value.n > 0 and value.protocol
+    if name != "relearning":
+        auc = result.values["auc_forget"]
+        assert auc.extra["n_members"] == 8 and auc.extra["n_nonmembers"] == 8  # digit 3 × 4 colours × 2
+        assert "digit 3" in auc.protocol and "auc_forget_gap" in result.values
+    else:
+        assert "relearn_steps_oracle" in result.values
