@@ -32,6 +32,9 @@ def _attacks_arg(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearnbench", description="Benchmark and audit unlearning in diffusion models.")
     p.add_argument("--version", action="version", version=f"unlearnbench {__version__}")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's, or OMP_NUM_THREADS); pin it when other jobs share "
+                        "the CPU — oversubscribed threads can make a small UNet ~100x slower")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run methods on a scenario and print the leaderboard")
@@ -205,6 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo,
                 "check-method": cmd_check_method, "new-method": cmd_new_method}
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise UnlearnbenchError(f"--threads must be a positive integer, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         return handlers[args.command](args)
     except UnlearnbenchError as exc:
         print(f"unlearnbench: error: {exc}", file=sys.stderr)

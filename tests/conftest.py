@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 
 from benchmark.api import UnlearnRequest
 from benchmark.conformance import tiny_model as make_tiny_model
 from benchmark.conformance import tiny_request as make_tiny_request
 from benchmark.models.class_unet import ClassConditionalUNet
+
+# Pin torch's CPU threads (a background job on the same cores otherwise makes tests up to 100x slower).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(autouse=True)
