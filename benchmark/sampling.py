@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -41,20 +42,30 @@ def sample_classes(model: DiffusionModel, spec: SampleSpec, cache_dir: Path | No
                    fingerprint: str | None = None) -> LabeledImages:
     """Samples for ``spec`` (images in [−1, 1], labels = requested class), from cache when possible."""
     labels = spec.labels()
+    x = _cached_samples(model, labels, spec.key(), spec.steps, spec.guidance, spec.seed, cache_dir, batch_size,
+                        show_progress, desc, fingerprint)
+    return LabeledImages(x, labels)
+
+
+def _cached_samples(model: DiffusionModel, conditions: Any, key: str, steps: int, guidance: float, seed: int,
+                    cache_dir: Path | None, batch_size: int, show_progress: bool, desc: str,
+                    fingerprint: str | None) -> torch.Tensor:
+    """``model.sample(conditions, …)`` through the on-disk cache ``<cache>/samples/<fingerprint>/<key>.pt``."""
+    n = len(conditions)
     path = None
     if cache_dir is not None:
         fp = fingerprint or model.fingerprint()
-        path = Path(cache_dir) / "samples" / fp[:24] / f"{spec.key()}.pt"
+        path = Path(cache_dir) / "samples" / fp[:24] / f"{key}.pt"
         if path.is_file():
             x = torch.load(path, weights_only=True)
-            if x.shape[0] == len(labels):
-                return LabeledImages(x, labels)
-    with tqdm(total=len(labels), desc=desc, unit="img", disable=not show_progress, leave=False) as bar:
-        x = model.sample(labels, seed=spec.seed, steps=spec.steps, guidance=spec.guidance,
-                         batch_size=batch_size, progress=bar.update)
+            if x.shape[0] == n:
+                return x
+    with tqdm(total=n, desc=desc, unit="img", disable=not show_progress, leave=False) as bar:
+        x = model.sample(conditions, seed=seed, steps=steps, guidance=guidance, batch_size=batch_size,
+                         progress=bar.update)
     if path is not None:
         atomic_torch_save(x, path)
-    return LabeledImages(x, labels)
+    return x
 
 
 def sample_prompts(model: DiffusionModel, prompts: list[str], steps: int, guidance: float, seed: int,
@@ -64,20 +75,8 @@ def sample_prompts(model: DiffusionModel, prompts: list[str], steps: int, guidan
     guidance, seed). Noise of item i depends only on (seed, i)."""
     key = hashlib.sha256(json.dumps({"prompts": list(prompts), "steps": steps, "guidance": guidance,
                                      "seed": seed}).encode()).hexdigest()[:16]
-    path = None
-    if cache_dir is not None:
-        fp = fingerprint or model.fingerprint()
-        path = Path(cache_dir) / "samples" / fp[:24] / f"prompts-{key}.pt"
-        if path.is_file():
-            x = torch.load(path, weights_only=True)
-            if x.shape[0] == len(prompts):
-                return x
-    with tqdm(total=len(prompts), desc=desc, unit="img", disable=not show_progress, leave=False) as bar:
-        x = model.sample(list(prompts), seed=seed, steps=steps, guidance=guidance, batch_size=batch_size,
-                         progress=bar.update)
-    if path is not None:
-        atomic_torch_save(x, path)
-    return x
+    return _cached_samples(model, list(prompts), f"prompts-{key}", steps, guidance, seed, cache_dir, batch_size,
+                           show_progress, desc, fingerprint)
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:

@@ -19,9 +19,8 @@ from torch import Tensor, nn
 
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
-from benchmark.cost import count_eps
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import guided_ddim
+from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim
 
 
 class EmbeddingOrVector(nn.Embedding):
@@ -51,7 +50,7 @@ def default_scheduler_config() -> dict[str, Any]:
                 prediction_type="epsilon", clip_sample=True)
 
 
-class ClassConditionalUNet(DiffusionModel):
+class ClassConditionalUNet(ScheduledUNet, DiffusionModel):
     capabilities = frozenset({"class_cond", "grad", "eps", "cond_vector"})
 
     def __init__(self, unet: UNet2DModel, scheduler: DDPMScheduler, num_classes: int):
@@ -144,23 +143,8 @@ class ClassConditionalUNet(DiffusionModel):
     def null_condition(self, n: int) -> Tensor:
         return self.encode([self.null_class] * n)
 
-    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        t = torch.as_tensor(t, device=x_t.device)
-        if t.ndim == 0:
-            t = t.expand(x_t.shape[0])
-        on_cuda = x_t.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-            out = self.unet(x_t, t, class_labels=cond).sample
-        out = out.float()
-        count_eps(out)
-        return out
-
-    def alphas_cumprod(self) -> Tensor:
-        return self._acp
-
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        a = self._acp.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1)))
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+    def _unet_kwargs(self, cond: Tensor) -> dict[str, Tensor]:
+        return {"class_labels": cond}
 
     @torch.no_grad()
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,

@@ -1,4 +1,5 @@
-"""The DDIM loop with classifier-free guidance that every DiffusionModel wrapper samples with.
+"""What the UNet wrappers share: the DDIM loop with classifier-free guidance, and the noise schedule /
+ε-prediction plumbing (``ScheduledUNet``).
 
 Deterministic DDIM (η = 0) without x̂0 clipping (DDIM's clip_sample clamps x̂0 but keeps the unclamped ε;
 under strong guidance that mismatch wrecks samples), final images clamped to [−1, 1]. The guidance
@@ -27,3 +28,34 @@ def guided_ddim(model: Any, x: Tensor, cond: Tensor, null: Tensor, scheduler_con
         e_u, e_c = model.eps(torch.cat([x, x]), t.to(x.device), both).chunk(2)
         x = ddim.step(combine(e_u, e_c), t, x).prev_sample
     return x.clamp(-1, 1)
+
+
+class ScheduledUNet:
+    """Mixin of the diffusers-UNet wrappers: ``add_noise``, ``alphas_cumprod`` and ``eps`` (bf16 autocast on
+    CUDA, float32 out, counted by the cost meter). A wrapper sets ``self.unet`` and ``self._acp`` and says
+    how its conditioning enters the UNet in ``_unet_kwargs``."""
+
+    unet: Any
+    _acp: Tensor
+
+    def _unet_kwargs(self, cond: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        from benchmark.cost import count_eps
+
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x_t.device.type == "cuda"):
+            out = self.unet(x_t, t, **self._unet_kwargs(cond)).sample
+        out = out.float()
+        count_eps(out)
+        return out
+
+    def alphas_cumprod(self) -> Tensor:
+        return self._acp
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        a = self._acp.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1)))
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise

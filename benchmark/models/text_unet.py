@@ -26,10 +26,9 @@ from torch import Tensor, nn
 
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
-from benchmark.cost import count_eps
 from benchmark.models.class_unet import default_scheduler_config
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import guided_ddim
+from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim
 
 
 def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cross_attention_dim: int = 64,
@@ -43,7 +42,7 @@ def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cros
                 cross_attention_dim=cross_attention_dim, attention_head_dim=heads, norm_num_groups=8)
 
 
-class TextConditionalUNet(DiffusionModel):
+class TextConditionalUNet(ScheduledUNet, DiffusionModel):
     capabilities = frozenset({"text_cond", "grad", "eps", "cond_vector", "token_embeddings"})
 
     def __init__(self, unet: UNet2DConditionModel, scheduler: DDPMScheduler, text_encoder: nn.Module,
@@ -187,23 +186,8 @@ class TextConditionalUNet(DiffusionModel):
     def null_condition(self, n: int) -> Tensor:
         return self.encode([""] * n)
 
-    def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        t = torch.as_tensor(t, device=x_t.device)
-        if t.ndim == 0:
-            t = t.expand(x_t.shape[0])
-        on_cuda = x_t.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-            out = self.unet(x_t, t, encoder_hidden_states=cond).sample
-        out = out.float()
-        count_eps(out)
-        return out
-
-    def alphas_cumprod(self) -> Tensor:
-        return self._acp
-
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        a = self._acp.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1)))
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+    def _unet_kwargs(self, cond: Tensor) -> dict[str, Tensor]:
+        return {"encoder_hidden_states": cond}
 
     @torch.no_grad()
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,

@@ -32,7 +32,7 @@ from benchmark.data.mnist_text import (
     parse_concept,
 )
 from benchmark.models.class_unet import default_scheduler_config
-from benchmark.zoo.recipes import training_step, warmup_cosine
+from benchmark.zoo.recipes import JudgeRecipe, training_step, warmup_cosine
 
 
 # -- CLIP ---------------------------------------------------------------------------------------------
@@ -126,20 +126,12 @@ def clip_zero_shot(model: Any, data: TextImages, templates: tuple[str, ...] = HE
 
 # -- judge --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class TextJudgeRecipe:
+class TextJudgeRecipe(JudgeRecipe):
     """Two-head judge: digit (10 + "not a digit", outlier exposure as the class track's judge) and ink
-    colour (4), one CNN with 15 outputs. Trained on the member split, evaluated on the held-out split."""
+    colour (4), one CNN with 15 outputs, same augmentation as the class track's judge. Trained on the
+    member split, evaluated on the held-out split. 60 epochs: 30 gave 94.6% held-out digit accuracy."""
 
     epochs: int = 60
-    outlier_fraction: float = 0.25
-    batch_size: int = 128
-    lr: float = 1e-3
-    width: int = 32
-    feature_dim: int = 64
-    max_rotation_deg: float = 12.0
-    max_shift: float = 0.12
-    seed: int = 0
-    split_seed: int = 0
 
 
 JUDGE_HEADS = {"digit": (0, NUM_CLASSES + 1), "colour": (NUM_CLASSES + 1, NUM_CLASSES + 1 + NUM_COLOURS)}
@@ -147,13 +139,12 @@ JUDGE_HEADS = {"digit": (0, NUM_CLASSES + 1), "colour": (NUM_CLASSES + 1, NUM_CL
 
 def train_text_judge(recipe: TextJudgeRecipe = TextJudgeRecipe(), show_progress: bool = True) -> tuple[Any, dict]:
     from benchmark.judges import DigitCNN
-    from benchmark.zoo.recipes import JudgeRecipe, _augment, make_outliers
+    from benchmark.zoo.recipes import _augment, make_outliers
 
     torch.manual_seed(recipe.seed)
     splits = mnist_text_splits(recipe.split_seed)
     net = DigitCNN(NUM_CLASSES + 1 + NUM_COLOURS, recipe.width, recipe.feature_dim, in_channels=3,
                    reject_class=NUM_CLASSES, heads={k: list(v) for k, v in JUDGE_HEADS.items()})
-    aug = JudgeRecipe(max_rotation_deg=recipe.max_rotation_deg, max_shift=recipe.max_shift)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     data = splits.members
     steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
@@ -170,7 +161,7 @@ def train_text_judge(recipe: TextJudgeRecipe = TextJudgeRecipe(), show_progress:
             n_out = int(len(idx) * recipe.outlier_fraction)
             outliers = make_outliers(n_out, gen, data.x.mean(1, keepdim=True)).expand(-1, 3, -1, -1)
             tint = torch.rand(n_out, 3, 1, 1, generator=gen) * 0.6 + 0.4  # coloured noise, not just grey
-            xb = torch.cat([_augment(data.x[idx], aug, gen), ((outliers + 1) * tint - 1)])
+            xb = torch.cat([_augment(data.x[idx], recipe, gen), ((outliers + 1) * tint - 1)])
             yd = torch.cat([data.digit[idx], torch.full((n_out,), NUM_CLASSES)])
             yc = torch.cat([data.colour[idx], torch.full((n_out,), -100)])
             logits = net(xb)
