@@ -229,6 +229,8 @@ def train_text_unet(recipe: TextUNetRecipe, text_model: Any, checkpoint_dir: Pat
     gen = torch.Generator().manual_seed(recipe.seed + 1)
     start = 0
     state_file = checkpoint_dir / "train_state.pt" if checkpoint_dir is not None else None
+    if checkpoint_dir is not None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if state_file is not None and state_file.is_file():
         state = torch.load(state_file, weights_only=False, map_location=model.device)  # our own file (below)
         model.unet.load_state_dict(state["unet"])
