@@ -431,7 +431,7 @@ class AttackResult:
 
 
 class Attack(Configurable, abc.ABC):
-    """An audit attack on a (possibly unlearned) model; see shared/specs/attacks.md.
+    """An audit attack on a (possibly unlearned) model; protocols in attacks/README.md.
 
     ``run`` must not mutate ``model``, must be deterministic under ``context.seed``, must respect
     ``context.budget`` and returns ``skipped`` (with a reason) when the model lacks a capability in

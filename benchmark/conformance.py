@@ -1,4 +1,4 @@
-"""The contract every method adapter must meet (shared/specs/methods.md), as runnable checks.
+"""The contract every method adapter must meet (methods/README.md), as runnable checks.
 
 Used by the conformance tests over every registered method and by ``unlearnbench check-method`` for
 adapters written outside the repository. Checks run on a tiny random UNet and a small slice of the
@@ -281,7 +281,7 @@ def _module_state(model: Any) -> dict[str, tuple[bool, bool]]:
 
 
 def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[CheckResult]:
-    """Run the attack contract checks on ``cls`` (shared/specs/attacks.md); reports, never raises."""
+    """Run the attack contract checks on ``cls`` (attacks/README.md); reports, never raises."""
     from benchmark import cost
     from benchmark.api import Attack, AttackBudget, AttackResult, MetricValue
 

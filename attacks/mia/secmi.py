@@ -5,7 +5,7 @@ Deterministic DDIM inversion of x_0 up to t_SEC (default 100) in steps of k (def
 deterministic inversion step t_SEC → t_SEC + k and one deterministic denoising step back; members are
 reconstructed better: score = −‖x̂_{t_SEC} − x_{t_SEC}‖² (pixel mean). Conditioned on the true class,
 no guidance. The learned-classifier variant (SecMI_NNs) is not implemented. This follows the paper
-and shared/specs/attacks.md (x_{t_SEC} → x_{t_SEC+k} → x̂_{t_SEC}); the authors' released code inverts to
+(x_{t_SEC} → x_{t_SEC+k} → x̂_{t_SEC}); the authors' released code inverts to
 t_SEC − k and steps t_SEC − k → t_SEC → t_SEC − k, so its numbers differ slightly.
 """
 

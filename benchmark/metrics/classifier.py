@@ -1,4 +1,4 @@
-"""Classifier metrics on the class track, judged on CFG samples (see shared/specs/metrics.md).
+"""Classifier metrics on the class track, judged on CFG samples (the metrics are described in the README).
 
 - forget accuracy: share of forget-class samples the judge calls the forget class (UA = 1 − it)
 - P(forgotten): mean judge probability of the forget class on forget-class samples

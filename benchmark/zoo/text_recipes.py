@@ -232,6 +232,10 @@ def train_text_unet(recipe: TextUNetRecipe, text_model: Any, checkpoint_dir: Pat
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if state_file is not None and state_file.is_file():
+        from benchmark.models.fingerprint import verify_sha256
+
+        digest = state_file.with_name("train_state.sha256")
+        verify_sha256(state_file, digest.read_text().strip() if digest.is_file() else None)
         state = torch.load(state_file, weights_only=False, map_location=model.device)  # our own file (below)
         model.unet.load_state_dict(state["unet"])
         opt.load_state_dict(state["opt"])
@@ -262,6 +266,9 @@ def train_text_unet(recipe: TextUNetRecipe, text_model: Any, checkpoint_dir: Pat
             torch.save({"unet": model.unet.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "ema": ema.state_dict(), "gen": gen.get_state(), "step": done}, tmp)
             tmp.replace(state_file)
+            from benchmark.models.fingerprint import file_sha256
+
+            state_file.with_name("train_state.sha256").write_text(file_sha256(state_file) + "\n")
     ema.copy_to(params)
     return model.eval()
 
