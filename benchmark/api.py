@@ -295,10 +295,18 @@ class EvalContext:
     reference_retained: LabeledImages | None = None  # real held-out images of the retained conditions
     members_retained: LabeledImages | None = None  # real member images of the retained conditions
     extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific (prompts, concept, groups)
+    # The original model's samples for the same sample plan drawn with another seed (FID-to-original).
+    original_samples: LabeledImages | None = None
 
     def retained_samples(self) -> Tensor:
         mask = self.retain_mask if self.retain_mask is not None else self.samples.y != self.forget_class
         return self.samples.x[mask]
+
+    def retained_original(self) -> Tensor | None:
+        if self.original_samples is None:
+            return None
+        mask = self.retain_mask if self.retain_mask is not None else self.original_samples.y != self.forget_class
+        return self.original_samples.x[mask]
 
     def retained_reference(self) -> LabeledImages:
         if self.reference_retained is not None:

@@ -145,6 +145,7 @@ for _name, _target in {
     "salun": "methods.salun:SalUn",
     "erasediff": "methods.erasediff:EraseDiff",
     "erasediff-fixed": "methods.erasediff:EraseDiffFixed",
+    "erasediff-remap": "methods.erasediff:EraseDiffRemap",
     "esd-u": "methods.esd:ESD",
     "esd-x": "methods.esd:ESDX",
     "uce": "methods.uce:UCE",

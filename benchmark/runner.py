@@ -158,6 +158,9 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+ORIGINAL_DRAW_SEED_OFFSET = 1_000_003  # the original's reference draw for FID-to-original uses seed + this
+
+
 def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
     from tqdm.auto import tqdm
 
@@ -171,6 +174,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     judge = setup.judge
     cache = zoo.cache_dir()
     attack_ctx = setup.attack_context(run.tier, run.seed) if run.attacks else None
+    original_draw = None  # the original model's samples at another seed, for FID-to-original (lazy)
     written = []
     for cell in run.cells:
         path = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier)
@@ -196,6 +200,11 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
         grid = setup.save_grid(samples, path.with_suffix(".png"))
         t0 = time.time()
         ctx = setup.eval_context(run.tier, samples, cache)
+        if "fidelity" in sc.metrics:
+            if original_draw is None:
+                original_draw = setup.sample(base, run.tier, run.seed + ORIGINAL_DRAW_SEED_OFFSET, base_fp, cache,
+                                             show_progress, "sample original (reference draw)")
+            ctx.original_samples = original_draw
         values = {}
         for metric_name in tqdm(sc.metrics, desc=f"metrics {cell.name}", leave=False, disable=not show_progress):
             for v in METRICS.get(metric_name)().compute(ctx):

@@ -2,12 +2,27 @@
 
 ``FineTuningMethod.unlearn`` clones the input model (never mutating it), draws seeded minibatches
 from D_f and D_r, and runs Adam with optional gradient clipping and EMA, reporting progress.
+
+EMA follows the released DDPM unlearning code (EraseDiff, SA): a fixed decay μ applied from the first
+step to a shadow copy that *starts at the pretrained weights* (no warm-up; diffusers' ``EMAModel``
+warms its decay up from 0 and so discards the pretrained weights at the first step). μ is given for the
+method's default (paper) step budget; when a tier runs fewer or more steps, μ is rescaled so that the
+EMA horizon 1/(1−μ) keeps the same ratio to the number of steps (the pretrained weights keep the same
+share μ^steps of the final average). The effective μ is recorded in the result's stats.
+
+The released codes start the trained weights from the raw pretrained checkpoint and the EMA shadow
+from the pretrained EMA; the zoo ships one set of (EMA) weights, so both start there — a departure.
+
+Label dropout (classifier-free guidance's condition dropout) is a per-method setting because the
+released codes differ in which passes drop the condition; ``encode_dropped`` applies it, and each
+method's docstring says which passes use it.
 A subclass implements ``loss`` (OpenUnlearning's "implement, register, configure"); one that must
 combine several gradients (EraseDiff) overrides ``compute_gradients`` instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -61,7 +76,57 @@ class FineTuneConfig:
     lr: float = 1e-4
     grad_clip: float | None = 1.0
     ema_decay: float | None = None
+    ema_reference_steps: int | None = None  # steps μ is stated for; None = the Config's default steps
+    label_dropout: float = 0.0  # p(condition → null) in the passes the method's released code drops
     params: ParamSubset = "all"
+
+
+def effective_ema_decay(decay: float, reference_steps: int, steps: int) -> float:
+    """μ' with 1/(1−μ') : steps = 1/(1−μ) : reference_steps, i.e. μ'^steps ≈ μ^reference_steps."""
+    if not 0 < decay < 1:
+        raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+    if steps <= 0 or reference_steps <= 0:
+        return decay
+    return max(0.0, 1.0 - (1.0 - decay) * reference_steps / steps)
+
+
+class FixedDecayEMA:
+    """θ̄ ← μ·θ̄ + (1−μ)·θ after every optimiser step, θ̄ starting at the weights it is built from."""
+
+    def __init__(self, params: Sequence[torch.nn.Parameter], decay: float):
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def step(self, params: Sequence[torch.nn.Parameter]) -> None:
+        for s, p in zip(self.shadow, params):
+            s.lerp_(p.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, params: Sequence[torch.nn.Parameter]) -> None:
+        for s, p in zip(self.shadow, params):
+            p.copy_(s)
+
+
+def dropout_mask(n: int, p: float, gen: torch.Generator) -> Tensor | None:
+    """Rows whose condition is dropped (probability p each), or None when p = 0."""
+    return (torch.rand(n, generator=gen) < p) if p > 0 else None
+
+
+def encode_masked(model: DiffusionModel, conditions: Any, mask: Tensor | None) -> Tensor:
+    """``model.encode(conditions)`` with the rows in ``mask`` replaced by the null condition."""
+    cond = model.encode(conditions)
+    if mask is None or not bool(mask.any()):
+        return cond
+    null = model.null_condition(cond.shape[0]).to(cond.dtype)
+    return torch.where(mask.to(cond.device).view(-1, *([1] * (cond.dim() - 1))), null, cond)
+
+
+def encode_dropped(model: DiffusionModel, conditions: Any, p: float, gen: torch.Generator) -> Tensor:
+    """``model.encode(conditions)`` with each row replaced by the null condition with probability p
+    (condition dropout as in classifier-free guidance training; the empty prompt on the text track)."""
+    n = len(conditions)
+    return encode_masked(model, conditions, dropout_mask(n, p, gen))
 
 
 def track_of(model: DiffusionModel) -> str:
@@ -132,9 +197,21 @@ class FineTuningMethod(UnlearningMethod):
         return out
 
     # -- the loop ---------------------------------------------------------------------------------
-    def unlearn(self, model: DiffusionModel, request: UnlearnRequest) -> UnlearnOutcome:
-        from diffusers.training_utils import EMAModel
+    def encode(self, model: DiffusionModel, conditions: Any, gen: torch.Generator) -> Tensor:
+        """Conditions of a training pass, with the method's ``label_dropout``."""
+        return encode_dropped(model, conditions, self.config.label_dropout, gen)
 
+    def ema_decay(self, steps: int) -> float | None:
+        """The decay actually used at this step budget (see the module docstring), or None."""
+        cfg = self.config
+        if not cfg.ema_decay:
+            return None
+        ref = cfg.ema_reference_steps
+        if ref is None:
+            ref = next(f.default for f in dataclasses.fields(type(cfg)) if f.name == "steps")
+        return effective_ema_decay(cfg.ema_decay, int(ref), steps)  # type: ignore[arg-type]
+
+    def unlearn(self, model: DiffusionModel, request: UnlearnRequest) -> UnlearnOutcome:
         self.check_track(track_of(model))
         cfg = self.config
         steps = cfg.steps if request.max_steps is None else min(cfg.steps, request.max_steps)
@@ -152,7 +229,8 @@ class FineTuningMethod(UnlearningMethod):
         forget = BatchStream(forget_data, forget_bs, gen)
         retain = BatchStream(retain_data, retain_bs, gen)
         opt = torch.optim.Adam(params, lr=cfg.lr)
-        ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay else None
+        decay = self.ema_decay(steps)
+        ema = FixedDecayEMA(params, decay) if decay is not None else None
         logs: list[dict[str, float]] = []
         t0 = time.time()
         with cost.phase("train"):
@@ -162,6 +240,9 @@ class FineTuningMethod(UnlearningMethod):
         student.eval().requires_grad_(False)
         stats = self.finalize_stats(logs)
         stats["loop_seconds"] = round(time.time() - t0, 3)
+        if decay is not None:
+            stats["ema_decay_effective"] = round(decay, 6)
+            stats["ema_pretrained_share"] = round(decay ** steps, 6)
         stats.update(state.get("stats", {}))
         return UnlearnOutcome(student, steps, stats)
 

@@ -4,7 +4,8 @@ Stage 1: a *proxy* ("blindspot") model of the same architecture is trained from 
 part of D_r only for a few steps, so it has never seen D_f. Stage 2: the original is fine-tuned on
 mixed batches drawn in proportion to |D_f| : |D_r|; retain samples get the ordinary denoising loss,
 forget samples are regressed (MSE) onto the proxy's noise predictions for the same (x_t, t, c_f); the
-two terms are weighted by their share of the batch. (The paper also matches intermediate activations
+two terms are weighted by their share of the batch; label dropout 0.1 in stage 2 as in the released
+baseline code (a dropped forget row is regressed onto the proxy's unconditional prediction). (The paper also matches intermediate activations
 of the proxy — not used here, as in the SalUn / EraseDiff diffusion baselines.)
 
 The diffusion baseline code released with SalUn / EraseDiff trained the proxy but then never used its
@@ -20,7 +21,7 @@ import torch
 
 from benchmark import cost
 from benchmark.api import DiffusionModel, LabeledImages, UnlearnRequest
-from methods.base import Batch, FineTuneConfig, FineTuningMethod
+from methods.base import Batch, FineTuneConfig, FineTuningMethod, dropout_mask, encode_masked
 
 
 @dataclass
@@ -29,6 +30,7 @@ class BlindSpotConfig(FineTuneConfig):
     batch_size: int = 128  # mixed batch: forget share = |D_f| / (|D_f| + |D_r|)
     lr: float = 1e-4
     ema_decay: float | None = 0.99
+    label_dropout: float = 0.1
     proxy_steps: int = 500
     proxy_lr: float = 1e-3
     proxy_retain_fraction: float = 0.3
@@ -62,14 +64,16 @@ class BlindSpot(FineTuningMethod):
 
     def loss(self, model, batch: Batch, state, gen):
         f, r = batch.forget, batch.retain
-        loss_r = model.loss(r.x, model.encode(r.conditions), generator=gen)
+        p = self.config.label_dropout
+        loss_r = model.loss(r.x, self.encode(model, r.conditions, gen), generator=gen)
         t = torch.randint(0, model.num_train_timesteps, (len(f),), generator=gen).to(f.x.device)
         noise = torch.randn(f.x.shape, generator=gen).to(f.x.device)
         x_t = model.add_noise(f.x, noise, t)
         proxy: DiffusionModel = state["proxy"]
+        drop = dropout_mask(len(f), p, gen)
         with torch.no_grad():
-            target = proxy.eps(x_t, t, proxy.encode(f.conditions))
-        loss_f = (model.eps(x_t, t, model.encode(f.conditions)) - target).pow(2).flatten(1).mean(1)
+            target = proxy.eps(x_t, t, encode_masked(proxy, f.conditions, drop))
+        loss_f = (model.eps(x_t, t, encode_masked(model, f.conditions, drop)) - target).pow(2).flatten(1).mean(1)
         n = len(f) + len(r)
         loss = (loss_r.sum() + loss_f.sum()) / n  # each term weighted by its share of the mixed batch
         return loss, {"loss_r": float(loss_r.mean().detach()), "loss_f_proxy": float(loss_f.mean().detach())}

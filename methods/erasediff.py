@@ -9,14 +9,29 @@ L_r is the ordinary denoising loss on D_r. L_f is the same denoising loss on D_f
 replaced, and it is *minimised*, so the forgotten class follows a wrong trajectory:
 
 - ``noise``: target ε̂ ~ U[0,1)^d (uniform, not Gaussian); the same ε̂ builds x̃_t = √ᾱ x0 + √(1−ᾱ) ε̂.
-- ``remap``: target = stopgrad ε_θ(x_t, t, c′) with c′ drawn uniformly from the other classes (text
-  track: the forget caption with the concept's phrase replaced by another concept's, e.g. "zero in red"
-  → "seven in red"; the paper's SD setting remaps to another prompt the same way).
+- ``remap`` (the released code's "rl" variant, registered as ``erasediff-remap``): target = stopgrad
+  ε_θ(x_t, t, c′) with c′ drawn uniformly from the other classes per sample (the released code draws one
+  class per batch, from 1–9 whatever the forget class — a bug not reproduced) (text track: the forget
+  caption with the concept's phrase replaced by another concept's, e.g. "zero in red" → "seven in red";
+  the paper's SD setting remaps to another prompt the same way).
+
+Label dropout as released: the retain pass never drops the condition; the forget passes of ``remap``
+(prediction and remap target, independent draws) drop it with p = 0.1 (``label_dropout``), those of
+``noise`` never.
 
 Per outer step: (1) from θ, K steps of a *separate* Adam on a copy approximate φ_K ≈ argmin L_f;
-L_f(φ_K) is a constant, so ∇g(θ) = ∇L_f(θ) and the inner loop yields the constraint value g, which is
-logged; (2) g_r = ∇L_r(θ) and g_f = ∇L_f(θ) on fresh batches with their own timesteps; (3) the
-paper's rule λ_t = max(0, η − ⟨g_f, g_r⟩ / ‖g_f‖²); (4) θ ← θ − ζ(g_r + λ_t g_f) through the outer Adam.
+(2) g_r = ∇L_r(θ) and g_f = ∇g(θ) on fresh batches with their own timesteps; (3) the paper's rule
+λ_t = max(0, η − ⟨g_f, g_r⟩ / ‖g_f‖²); (4) θ ← θ − ζ(g_r + λ_t g_f) through the outer Adam.
+
+What the inner loop does depends on how ∇g is read, a named option (``constraint_gradient``):
+- ``"value"`` (default): L_f(φ_K) is a constant, so ∇g(θ) = ∇L_f(θ). This is the paper's algorithm as
+  written and what the released code computes (its ``loss_q = loss_du − avg_inner_loss.detach()``), so
+  it is the default. The inner loop then **does not change the weights**: it only yields the logged
+  constraint value g = L_f(θ) − L_f(φ_K). Its share of the cost is the ``inner_loop`` phase of the record
+  (a sub-phase of ``train``; about K/(K+3) of the forward/backward passes).
+- ``"difference"``: BOME's first-order reading, ∇g(θ) ≈ ∇L_f(θ) − ∇L_f(φ_K) (φ_K's Jacobian taken as the
+  identity): the inner solution now shapes the update, which pushes θ only where the forget loss is
+  still above what K steps could reach.
 
 ``EraseDiffFixed`` is the released code's default (fixed λ = 0.1 for DDPM, 1.0 for SD). The released
 code's own adaptive path used a cosine, λ = max(0, η − cos(g_r, g_f)); not the paper's rule, not used.
@@ -36,7 +51,8 @@ import torch
 from torch import Tensor
 
 from benchmark.api import DiffusionModel, LabeledImages, UnlearnRequest
-from methods.base import Batch, FineTuneConfig, FineTuningMethod, remap_conditions
+from benchmark import cost
+from methods.base import Batch, FineTuneConfig, FineTuningMethod, dropout_mask, encode_masked, remap_conditions
 
 
 @dataclass
@@ -52,6 +68,7 @@ class EraseDiffConfig(FineTuneConfig):
     lambda_mode: Literal["adaptive", "fixed"] = "adaptive"
     lam: float = 0.1
     forget_target: Literal["noise", "remap"] = "noise"
+    constraint_gradient: Literal["value", "difference"] = "value"
 
 
 @dataclass
@@ -61,6 +78,8 @@ class ForgetDraw:
     t: Tensor
     noise: Tensor
     remap: Tensor | list[str] | None  # remapped conditions (class ids or captions)
+    drop_pred: Tensor | None = None  # label dropout of the prediction pass
+    drop_target: Tensor | None = None  # label dropout of the remap-target pass
 
 
 class EraseDiff(FineTuningMethod):
@@ -77,6 +96,11 @@ class EraseDiff(FineTuningMethod):
             raise ValueError(f"erasediff lambda_mode must be 'adaptive' or 'fixed', got {cfg.lambda_mode!r}")
         if cfg.forget_target not in ("noise", "remap"):
             raise ValueError(f"erasediff forget_target must be 'noise' or 'remap', got {cfg.forget_target!r}")
+        if cfg.constraint_gradient not in ("value", "difference"):
+            raise ValueError(f"erasediff constraint_gradient must be 'value' or 'difference', got "
+                             f"{cfg.constraint_gradient!r}")
+        if cfg.constraint_gradient == "difference" and cfg.inner_steps < 1:
+            raise ValueError("erasediff constraint_gradient='difference' needs inner_steps ≥ 1")
         if cfg.forget_target == "remap" and len(request.remap_targets) == 0:
             raise ValueError("erasediff forget_target='remap' needs remap targets (other classes or concepts)")
         phi = model.clone() if cfg.inner_steps > 0 else None
@@ -93,20 +117,23 @@ class EraseDiff(FineTuningMethod):
             request = state["request"]
             choice = torch.randint(0, len(request.remap_targets), (n,), generator=gen)
             remap = remap_conditions(f, request, choice)
-        return ForgetDraw(t, noise, remap)
+        p = self.config.label_dropout
+        return ForgetDraw(t, noise, remap, dropout_mask(n, p, gen), dropout_mask(n, p, gen))
 
     def forget_loss(self, model: DiffusionModel, f: LabeledImages, d: ForgetDraw) -> Tensor:
         x_t = model.add_noise(f.x, d.noise, d.t)
-        pred = model.eps(x_t, d.t, model.encode(f.conditions))
+        pred = model.eps(x_t, d.t, encode_masked(model, f.conditions, d.drop_pred))
         if d.remap is None:
             target = d.noise
         else:
             with torch.no_grad():
-                target = model.eps(x_t, d.t, model.encode(d.remap))
+                target = model.eps(x_t, d.t, encode_masked(model, d.remap, d.drop_target))
         return (pred - target).pow(2).flatten(1).mean(1).mean()
 
-    def inner_value(self, model: DiffusionModel, f: LabeledImages, d: ForgetDraw, state: dict[str, Any]) -> float:
-        """L_f(φ_K): K steps of a fresh Adam on a copy of θ (never touching the outer optimiser)."""
+    def inner_value(self, model: DiffusionModel, f: LabeledImages, d: ForgetDraw,
+                    state: dict[str, Any]) -> tuple[float, tuple[Tensor, ...] | None]:
+        """L_f(φ_K) after K steps of a fresh Adam on a copy of θ (never touching the outer optimiser), and
+        ∇L_f(φ_K) when ``constraint_gradient == "difference"``."""
         phi: DiffusionModel = state["phi"]
         src, dst = model.parameters(self.config.params), phi.parameters(self.config.params)
         with torch.no_grad():
@@ -119,20 +146,28 @@ class EraseDiff(FineTuningMethod):
             inner.zero_grad(set_to_none=True)
             self.forget_loss(phi, f, d).backward()
             inner.step()
+        if self.config.constraint_gradient == "difference":
+            loss = self.forget_loss(phi, f, d)
+            return float(loss.detach()), torch.autograd.grad(loss, dst)
         with torch.no_grad():
-            return float(self.forget_loss(phi, f, d))
+            return float(self.forget_loss(phi, f, d)), None
 
     def compute_gradients(self, model: DiffusionModel, params: list[torch.nn.Parameter], batch: Batch,
                           state: dict[str, Any], gen: torch.Generator) -> dict[str, float]:
         cfg = self.config
         f, r = batch.forget, batch.retain
         d = self.draw(f, state, model, gen)
-        lf_phi = self.inner_value(model, f, d, state) if cfg.inner_steps > 0 else float("nan")
+        lf_phi, g_phi = float("nan"), None
+        if cfg.inner_steps > 0:
+            with cost.phase("inner_loop"):
+                lf_phi, g_phi = self.inner_value(model, f, d, state)
 
         loss_r = model.loss(r.x, model.encode(r.conditions), generator=gen).mean()
         g_r = torch.autograd.grad(loss_r, params)
         loss_f = self.forget_loss(model, f, d)
         g_f = torch.autograd.grad(loss_f, params)
+        if g_phi is not None:
+            g_f = tuple(a - b for a, b in zip(g_f, g_phi))
 
         dot = sum((a * b).sum() for a, b in zip(g_f, g_r))
         gf_sq = sum(b.pow(2).sum() for b in g_f)
@@ -163,3 +198,16 @@ class EraseDiffFixed(EraseDiff):
 
     name = "erasediff-fixed"
     Config = EraseDiffFixedConfig
+
+
+@dataclass
+class EraseDiffRemapConfig(EraseDiffConfig):
+    forget_target: Literal["noise", "remap"] = "remap"
+    label_dropout: float = 0.1
+
+
+class EraseDiffRemap(EraseDiff):
+    """EraseDiff's "rl" variant: the forget class follows another class's trajectory (adaptive λ_t)."""
+
+    name = "erasediff-remap"
+    Config = EraseDiffRemapConfig

@@ -2,7 +2,8 @@
 
 The weakest baseline of the unlearning literature (e.g. Fan et al., SalUn, ICLR 2024; Wu et al.,
 EraseDiff, arXiv 2401.05779): it relies on catastrophic forgetting and barely forgets. Trained like
-EraseDiff's DDPM runs (Adam, clip 1.0, EMA 0.99 sampled from), so the two differ only in their loss.
+EraseDiff's DDPM runs (Adam, clip 1.0, EMA 0.99 sampled from), so the two differ only in their loss;
+label dropout 0.1 on D_r as in the released baseline code (the unconditional path keeps training).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class FinetuneConfig(FineTuneConfig):
     batch_size: int = 128
     lr: float = 1e-4
     ema_decay: float | None = 0.99
+    label_dropout: float = 0.1
 
 
 class Finetune(FineTuningMethod):
@@ -28,4 +30,4 @@ class Finetune(FineTuningMethod):
 
     def loss(self, model, batch, state, gen):
         r = batch.retain
-        return model.loss(r.x, model.encode(r.conditions), generator=gen).mean(), {}
+        return model.loss(r.x, self.encode(model, r.conditions, gen), generator=gen).mean(), {}

@@ -2,8 +2,9 @@
 
 Records are grouped by what makes numbers comparable — scenario name, version and config hash,
 tier and forget class — so a table never mixes incompatible versions. Within a group, one row per
-method (seeds averaged, their count shown); every column names its metric, its direction (↑/↓)
-and n; cells show the value and its 95% CI.
+method; every column names its metric, its direction (↑/↓) and n. With one seed a cell shows the
+value and its 95% CI over samples (bootstrap); with k ≥ 2 seeds it shows the mean over seeds and the
+95% Student-t interval across seeds (the unlearning run's own variability), and the caption says so.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("forget_accuracy", "forget acc", False, 3),
     Column("forget_accuracy_paraphrase", "forget acc (paraphrase)", False, 3),
     Column("p_forgotten", "P(forgotten)", False, 3),
+    Column("p_forgotten_digits", "P(forgotten | digit)", False, 3),
     Column("forget_reject_rate", "not-a-digit", None, 2),
     Column("retain_accuracy", "retain acc", True, 3),
     Column("retain_accuracy_neighbours", "retain acc (neighbours)", True, 3),
@@ -38,10 +40,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("clip_score_retain", "CLIP score retained", True, 1),
     Column("clip_score_forget", "CLIP score forget", False, 1),
     Column("fid", "FID[{judge}]", False, 2),
+    Column("fid_to_original", "FID-to-original[{judge}]", False, 2),
     Column("kid", "KID[{judge}]", False, 1),
 )
 METHOD_ORDER = ("original", "retrain", "finetune", "neggrad", "blindspot", "selective_amnesia", "salun",
-                "esd-u", "esd-x", "uce", "erasediff", "erasediff-fixed")
+                "esd-u", "esd-x", "uce", "erasediff", "erasediff-fixed",
+                "erasediff-remap")
 
 
 def _arrow(hib: bool | None) -> str:
@@ -102,13 +106,29 @@ def _fmt(value: float, lo: float | None, hi: float | None, digits: int, with_ci:
     return text
 
 
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, metric): the mean over seeds; CI = the record's own CI for one seed, the
+    95% t-interval across seeds for several (``interval`` says which)."""
+    from benchmark.metrics.stats import seed_interval
+
+    rows = []
+    for (method, metric), g in df.groupby(["method", "metric"], sort=False):
+        per_seed = g.groupby("seed").agg(value=("value", "mean"), ci_low=("ci_low", "mean"),
+                                         ci_high=("ci_high", "mean"), n=("n", "max"))
+        k = len(per_seed)
+        if k >= 2:
+            ci = seed_interval(per_seed["value"].to_numpy(dtype=float))
+            lo, hi, kind = (ci[0], ci[1], "seeds") if ci else (None, None, "seeds")
+        else:
+            lo, hi, kind = per_seed["ci_low"].iloc[0], per_seed["ci_high"].iloc[0], "samples"
+        rows.append({"method": method, "metric": metric, "value": float(per_seed["value"].mean()),
+                     "ci_low": lo, "ci_high": hi, "n": per_seed["n"].max(), "seeds": k, "interval": kind})
+    return pd.DataFrame(rows, columns=["method", "metric", "value", "ci_low", "ci_high", "n", "seeds", "interval"])
+
+
 def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFrame:
     """The wide leaderboard of one comparable group: rows = methods, columns = labelled metrics."""
-    df = tidy(records)
-    agg = (df.groupby(["method", "metric"], sort=False)
-             .agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"), n=("n", "max"),
-                  seeds=("seed", "nunique"))
-             .reset_index())
+    agg = aggregate(tidy(records))
     methods = _order(agg["method"].unique().tolist())
     out = pd.DataFrame(index=pd.Index(methods, name="method"))
     judge = next(iter(records[0].get("judges") or {"judge": ""}))
@@ -156,15 +176,17 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
     MIA: forget-set AUC [CI] and the signed gap Δ to the oracle's AUC (both signs leak). Inversion:
     recovery rate [CI] and its excess over the oracle's. Relearning: steps until the judge sees the class
     again (≥ = censored) — fewer than the oracle leaks. The last column ranks methods by closeness to
-    the oracle: the mean, over the attacks present, of each method's rank by |Δ AUC|, recovery excess and
-    relearning shortfall (1 = closest). Returns None when no record carries attacks.
+    the oracle: the mean of each method's rank by |Δ AUC|, recovery excess and relearning shortfall
+    (1 = closest), over the attacks that *separate* the unlearning methods at this tier — those where at
+    least two methods other than the original and the oracle have disjoint 95% intervals (``separating``);
+    the column names them, and is omitted when no attack separates. Returns None when no record
+    carries attacks.
     """
     attacks = sorted({a for r in records for a in (r.get("attacks") or {})},
                      key=lambda a: (list(MIA_LABELS) + ["class_inversion", "relearning"] + [a]).index(a))
     if not attacks:
         return None
-    agg = tidy(records).groupby(["method", "metric"]).agg(value=("value", "mean"), ci_low=("ci_low", "mean"),
-                                                           ci_high=("ci_high", "mean"), n=("n", "max"))
+    agg = aggregate(tidy(records)).set_index(["method", "metric"])
     methods = _order(agg.index.get_level_values(0).unique().tolist())
 
     def get(method: str, metric: str, field: str = "value") -> float | None:
@@ -215,7 +237,9 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
                     continue
                 censored = any(_extra(r, attack, "relearn_steps").get("censored") for r in records
                                if r["method"]["name"] == m)
-                cells.append(f"{'≥' if censored else ''}{value:.0f}")
+                lo, hi = get(m, "relearning.relearn_steps", "ci_low"), get(m, "relearning.relearn_steps", "ci_high")
+                interval = f" [{lo:.0f}, {hi:.0f}]" if lo is not None and hi is not None and not pd.isna(lo) else ""
+                cells.append(f"{'≥' if censored else ''}{value:.0f}{interval}")
                 if oracle is not None:
                     dist[m] = max(oracle - value, 0.0) / max(oracle, 1.0)
             o_censored = any(_extra(r, attack, "relearn_steps_oracle").get("censored") for r in records)
@@ -223,13 +247,35 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
             out[f"relearn steps ↑ ({ref_text})"] = cells
             if dist:
                 distance[attack] = pd.Series(dist)
+    primary = {a: ("relearning.relearn_steps" if a == "relearning" else
+                   f"{a}.{'auc_forget' if a in MIA_LABELS else 'recovery_rate'}") for a in distance}
+    distance = {a: d for a, d in distance.items() if separating(agg, primary[a], methods)}
     if distance:
         # a method without a value for an attack (skipped / failed) ranks last on it, not out of it
         ranks = pd.DataFrame({a: d.reindex(methods).rank(method="min", na_option="bottom")
                               for a, d in distance.items()})
         mean_rank = ranks.mean(axis=1)
-        out["oracle-closeness rank ↓"] = [f"{mean_rank[m]:.1f}" if m in mean_rank.index else "–" for m in methods]
+        label = ", ".join(MIA_LABELS.get(a, a.replace("class_", "")) for a in distance)
+        out[f"oracle-closeness rank ↓ (over {label})"] = [f"{mean_rank[m]:.1f}" if m in mean_rank.index else "–"
+                                                          for m in methods]
     return out
+
+
+REFERENCE_METHODS = ("original", "retrain")
+
+
+def separating(agg: pd.DataFrame, metric: str, methods: Sequence[str]) -> bool:
+    """True when two unlearning methods (not the original or the oracle) have disjoint 95% intervals
+    on ``metric`` — the attack tells methods apart at this tier, so ranking by it means something."""
+    spans = []
+    for m in methods:
+        if m in REFERENCE_METHODS or (m, metric) not in agg.index:
+            continue
+        lo, hi = agg.loc[(m, metric), "ci_low"], agg.loc[(m, metric), "ci_high"]
+        if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+            continue
+        spans.append((float(lo), float(hi)))
+    return any(a_hi < b_lo or b_hi < a_lo for i, (a_lo, a_hi) in enumerate(spans) for b_lo, b_hi in spans[i + 1:])
 
 
 def caption(records: Sequence[dict[str, Any]]) -> str:
@@ -245,8 +291,11 @@ def caption(records: Sequence[dict[str, Any]]) -> str:
     else:
         target = (f"forget class {s['forget_class']}; {s['samples_per_class']} CFG samples per class "
                   f"(w={s['guidance']}, DDIM {s['ddim_steps']})")
+    seeds = sorted({r["seed"] for r in records})
+    cells = ("value [95% bootstrap CI over samples]" if len(seeds) < 2 else
+             f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) [95% t-interval across seeds]")
     return (f"{s['name']} v{s['version']} (config {s['config_hash']}), tier {s['tier']}, {target}; judge {judges}"
-            f"{floor_text}; cells: value [95% bootstrap CI]")
+            f"{floor_text}; cells: {cells}")
 
 
 def groups(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:

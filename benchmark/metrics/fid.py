@@ -6,6 +6,11 @@ The embedded judge's penultimate layer is registered with torch-fidelity as a
 is labelled ``FID[mnist-judge]`` because they are not Inception FIDs. Reference features (real
 held-out images of the retained classes) are computed once per (scenario, split, extractor) and cached.
 
+FID-to-original: the same retained-condition samples against the *original model's* samples of the same
+plan drawn with another seed — the damage unlearning did to what should be kept, without the model's own
+distance to real data (FID against real data in the judge's feature space can even fall when a method
+weakens an over-sharpened guided distribution). The original's own row shows the two-seed floor.
+
 FID CI: percentile bootstrap over generated samples (reference statistics fixed), shifted by the
 bootstrap's own bias estimate. KID: torch-fidelity's
 mean ± std over random subsets, reported as mean ± 1.96·std.
@@ -163,6 +168,7 @@ class FidelityMetrics(Metric):
 
     provides = (
         MetricSpec("fid", "FID[mnist-judge]", higher_is_better=False),
+        MetricSpec("fid_to_original", "FID-to-original[mnist-judge]", higher_is_better=False),
         MetricSpec("kid", "KID[mnist-judge]", higher_is_better=False),
         MetricSpec("precision", "precision", higher_is_better=True),
         MetricSpec("recall", "recall", higher_is_better=True),
@@ -185,7 +191,17 @@ class FidelityMetrics(Metric):
                  f"features: judge penultimate (sha256:{judge.sha256[:12]}) via torch-fidelity")
         kid_half = 1.96 * r["kid_std"]
         proto += f"; real-data floor FID {floor:.2f} at this n"
-        return [
+        to_original = []
+        orig_x = ctx.retained_original()
+        if orig_x is not None and len(orig_x) >= 2:
+            o = fidelity_from_features(gen_feats, extract_features(orig_x, weights, ctx.device))
+            to_original.append(MetricValue(
+                "fid_to_original", o["fid"], len(gen_x), False, o["fid_ci"],
+                f"{len(gen_x)} CFG samples of the retained {ctx.extra.get('retained_what', 'classes')} vs "
+                f"{len(orig_x)} samples of the original model for the same conditions (another sampling seed); "
+                f"features: judge penultimate (sha256:{judge.sha256[:12]}) via torch-fidelity; "
+                "CI: bias-shifted bootstrap over samples"))
+        return to_original + [
             MetricValue("fid", r["fid"], len(gen_x), False, r["fid_ci"], proto + "; CI: bias-shifted bootstrap over samples",
                         {"real_floor": floor, "real_floor_protocol": "same n of real member images of the retained "
                          "classes vs the same reference: the FID a perfect model would get at this n"}),
