@@ -206,6 +206,10 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
 
 # -- attacks -------------------------------------------------------------------------------------------
 
+def _tiny_class_attack_context(**kwargs: Any) -> Any:
+    return tiny_attack_context(**kwargs)
+
+
 def tiny_attack_context(forget_class: int = 3, per_class: int = 12, budget: Any = None, seed: int = 0) -> Any:
     """A small AttackContext: tiny random UNets as the original and oracle, a few images per class, the
     shipped judge. Enough to exercise an attack's plumbing in seconds, not to measure it."""
@@ -249,7 +253,8 @@ def tiny_text_attack_context(concept: str = "digit:3", per_cell: int = 2, budget
                         heldout=with_captions(heldout, captions_for(heldout, c, 101)),
                         judge=zoo.load_judge("mnist-text-judge"),
                         reference_models={"original": tiny_text_model(0), "oracle": tiny_text_model(1)},
-                        budget=budget or AttackBudget(), seed=seed, guidance=5.0, sample_steps=4)
+                        budget=budget or AttackBudget(), seed=seed, guidance=5.0, sample_steps=4,
+                        config={"concept": c})
     ctx.forget_members_mask, ctx.forget_heldout_mask = c.mask(members), c.mask(heldout)
     ctx.forget_prompts = tuple(f"{p} in red" for p in c.phrasings("erase"))
     ctx.judge_head, ctx.forget_name = c.axis, c.name
@@ -302,7 +307,9 @@ def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
     if not run("declares name, paper, family, Config", declares):
         return results
     config = cls.make_config(overrides or {})
-    model = tiny_model(2)
+    text_only = "class" not in getattr(cls, "tracks", {"class"})
+    model = tiny_text_model(2) if text_only else tiny_model(2)
+    tiny_attack_context = tiny_text_attack_context if text_only else _tiny_class_attack_context  # noqa: N806
     before = model.fingerprint()
     state_before = _module_state(model)
     out: dict[str, Any] = {}

@@ -166,6 +166,11 @@ for _name, _target in {
     "pia": "attacks.mia.pia:PIA",
     "class_inversion": "attacks.inversion.class_embedding:ClassEmbeddingInversion",
     "relearning": "attacks.inversion.relearning:Relearning",
+    "concept_asr": "attacks.concept.asr:ConceptASR",
+    "unlearndiffatk": "attacks.concept.unlearndiffatk:UnlearnDiffAtk",
+    "concept_inversion": "attacks.concept.concept_inversion:ConceptInversion",
+    "ring_a_bell": "attacks.concept.ring_a_bell:RingABell",
+    "p4d": "attacks.concept.p4d:P4D",
 }.items():
     ATTACKS.register(_name, _target)
 

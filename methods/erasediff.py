@@ -50,9 +50,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from benchmark.api import DiffusionModel, LabeledImages, UnlearnRequest
 from benchmark import cost
-from methods.base import Batch, FineTuneConfig, FineTuningMethod, dropout_mask, encode_masked, remap_conditions
+from benchmark.api import DiffusionModel, LabeledImages, UnlearnRequest
+from methods.base import (
+    Batch,
+    FineTuneConfig,
+    FineTuningMethod,
+    dropout_mask,
+    encode_masked,
+    remap_conditions,
+)
 
 
 @dataclass

@@ -182,8 +182,10 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
     the column names them, and is omitted when no attack separates. Returns None when no record
     carries attacks.
     """
+    order = list(MIA_LABELS) + ["class_inversion", "relearning", "concept_asr", "unlearndiffatk", "ring_a_bell",
+                                "p4d", "concept_inversion", "context_probe", "noise_probe"]
     attacks = sorted({a for r in records for a in (r.get("attacks") or {})},
-                     key=lambda a: (list(MIA_LABELS) + ["class_inversion", "relearning"] + [a]).index(a))
+                     key=lambda a: (order.index(a) if a in order else len(order), a))
     if not attacks:
         return None
     agg = aggregate(tidy(records)).set_index(["method", "metric"])
@@ -201,32 +203,60 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
     for attack in attacks:
         if attack in MIA_LABELS or attack == "class_inversion":
             mia = attack in MIA_LABELS
-            key, gap_key = (("auc_forget", "auc_forget_gap") if mia else ("recovery_rate", "recovery_gap"))
-            oracle = ref(f"{attack}.{key}_oracle")
-            ns = {int(get(m, f"{attack}.{key}", "n")) for m in methods if get(m, f"{attack}.{key}") is not None}
-            head = (f"{MIA_LABELS[attack]} AUC forget" if mia else "inversion recovery ↓")
-            ref_text = f"oracle {oracle:.2f}" if oracle is not None else "no oracle"
-            splits = {(e.get("n_members"), e.get("n_nonmembers")) for r in records
-                      for e in [_extra(r, attack, key)] if e.get("n_members")}
-            if mia and len(splits) == 1:
-                n_text = "n={}+{}".format(*splits.pop())
-            else:
-                n_text = f"n={ns.pop()}" if len(ns) == 1 else ("n varies" if ns else "no values")
-            cells, dist = [], {}
-            for m in methods:
-                value = get(m, f"{attack}.{key}")
-                if value is None:
-                    cells.append(_attack_status(records, m, attack) or "–")
+            variants = ([("auc_forget", "auc_forget_gap", f"{MIA_LABELS.get(attack)} AUC forget")] if mia else
+                        [("recovery_rate", "recovery_gap", "inversion recovery ↓"),
+                         ("recovery_rate_heldout", "recovery_gap_heldout", "inversion recovery, held-out images ↓")])
+            for key, gap_key, head in variants:
+                if not any(get(m, f"{attack}.{key}") is not None for m in methods) and key != variants[0][0]:
                     continue
-                text = _fmt(value, get(m, f"{attack}.{key}", "ci_low"), get(m, f"{attack}.{key}", "ci_high"), 2, True)
-                gap = get(m, f"{attack}.{gap_key}")
-                if gap is not None:
-                    text += f" Δ{gap:+.2f}"
-                    dist[m] = abs(gap) if mia else max(gap, 0.0)
-                cells.append(text)
-            out[f"{head} ({ref_text}, {n_text})"] = cells
-            if dist:
-                distance[attack] = pd.Series(dist)
+                oracle = ref(f"{attack}.{key}_oracle")
+                ns = {int(get(m, f"{attack}.{key}", "n")) for m in methods if get(m, f"{attack}.{key}") is not None}
+                ref_text = f"oracle {oracle:.2f}" if oracle is not None else "no oracle"
+                splits = {(e.get("n_members"), e.get("n_nonmembers")) for r in records
+                          for e in [_extra(r, attack, key)] if e.get("n_members")}
+                if mia and len(splits) == 1:
+                    n_text = "n={}+{}".format(*splits.pop())
+                else:
+                    n_text = f"n={ns.pop()}" if len(ns) == 1 else ("n varies" if ns else "no values")
+                cells, dist = [], {}
+                for m in methods:
+                    value = get(m, f"{attack}.{key}")
+                    if value is None:
+                        cells.append(_attack_status(records, m, attack) or "–")
+                        continue
+                    text = _fmt(value, get(m, f"{attack}.{key}", "ci_low"), get(m, f"{attack}.{key}", "ci_high"), 2, True)
+                    gap = get(m, f"{attack}.{gap_key}")
+                    if gap is not None:
+                        text += f" Δ{gap:+.2f}"
+                        dist[m] = abs(gap) if mia else max(gap, 0.0)
+                    cells.append(text)
+                out[f"{head} ({ref_text}, {n_text})"] = cells
+                if dist:
+                    distance[attack if key == variants[0][0] else f"{attack}.{key}"] = pd.Series(dist)
+        elif attack != "relearning":  # any other attack: one column per headline value (those with a gap)
+            keys = sorted({m.split(".", 1)[1][:-len("_gap")] for m in agg.index.get_level_values(1)
+                           if m.startswith(f"{attack}.") and m.endswith("_gap")})
+            for key in keys:
+                metric = f"{attack}.{key}"
+                oracle = ref(f"{metric}_oracle")
+                ns = {int(get(m, metric, "n")) for m in methods if get(m, metric) is not None}
+                cells, dist = [], {}
+                for m in methods:
+                    value = get(m, metric)
+                    if value is None:
+                        cells.append(_attack_status(records, m, attack) or "–")
+                        continue
+                    text = _fmt(value, get(m, metric, "ci_low"), get(m, metric, "ci_high"), 2, True)
+                    gap = get(m, f"{metric}_gap")
+                    if gap is not None:
+                        text += f" Δ{gap:+.2f}"
+                        dist[m] = max(gap, 0.0)  # attack success above the oracle's leaks
+                    cells.append(text)
+                ref_text = f"oracle {oracle:.2f}" if oracle is not None else "no oracle"
+                n_text = f"n={ns.pop()}" if len(ns) == 1 else "n varies"
+                out[f"{attack} {key} ↓ ({ref_text}, {n_text})"] = cells
+                if dist:
+                    distance[metric] = pd.Series(dist)
         elif attack == "relearning":
             oracle = ref("relearning.relearn_steps_oracle")
             cells, dist = [], {}
@@ -247,7 +277,7 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
             out[f"relearn steps ↑ ({ref_text})"] = cells
             if dist:
                 distance[attack] = pd.Series(dist)
-    primary = {a: ("relearning.relearn_steps" if a == "relearning" else
+    primary = {a: ("relearning.relearn_steps" if a == "relearning" else a if "." in a else
                    f"{a}.{'auc_forget' if a in MIA_LABELS else 'recovery_rate'}") for a in distance}
     distance = {a: d for a, d in distance.items() if separating(agg, primary[a], methods)}
     if distance:

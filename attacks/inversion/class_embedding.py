@@ -6,6 +6,11 @@ token (Gal et al., ICLR 2023; used against erased models by Pham et al., "Circum
 Methods for Text-to-Image Generative Models", ICLR 2024). Samples drawn with that vector (CFG against
 the null class) are judged: recovery rate = share the judge assigns to the forgotten class. A model
 that truly lost the class should be as hard to invert as the retrained oracle.
+
+Two image sources, each inverted separately: ``members`` (``recovery_rate``: the very images that were
+unlearned) and ``heldout`` (``recovery_rate_heldout``: real images of the class no model trained on), so
+that recovering the *capability* is told apart from recalling the unlearned *images* (the same split as
+the text track's concept inversion).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class ClassInversionConfig:
     n_samples: int = 100
     sample_steps: int | None = None  # DDIM steps for the judged samples (None: the tier's)
     init: str = "null"  # "null" (the unconditional embedding) or "random"
+    sources: tuple[str, ...] = ("members", "heldout")  # images inverted on: unlearned members, held-out real
 
 
 class ClassEmbeddingInversion(Attack):
@@ -40,12 +46,13 @@ class ClassEmbeddingInversion(Attack):
     Config = ClassInversionConfig
     config: ClassInversionConfig
 
-    def invert(self, model: DiffusionModel, context: AttackContext) -> tuple[torch.Tensor, list[float], str]:
-        """Optimise a vector against frozen ``model`` (its own budget clock); return (recovered 0/1 per
-        sample, losses, stop reason — '' when all steps ran)."""
+    def invert(self, model: DiffusionModel, context: AttackContext,
+               source: str = "members") -> tuple[torch.Tensor, list[float], str]:
+        """Optimise a vector against frozen ``model`` (its own budget clock) on images from ``source``; return
+        (recovered 0/1 per sample, losses, stop reason — '' when all steps ran)."""
         cfg = self.config
         clock = context.budget.start()
-        images = attack_images(context, cfg.n_images)
+        images = attack_images(context, cfg.n_images, split=source)
         gen = torch.Generator().manual_seed(context.seed + 23)
         frozen = model.clone().to(model.device).eval().requires_grad_(False)
         with torch.no_grad():
@@ -75,6 +82,9 @@ class ClassEmbeddingInversion(Attack):
         if skipped:
             return skipped
         cfg = self.config
+        unknown = set(cfg.sources) - {"members", "heldout"}
+        if unknown or "members" not in cfg.sources:
+            return AttackResult("failed", reason=f"sources must include 'members' and be members/heldout, got {cfg.sources}")
         recovered, losses, stopped = cached_per_model(context, self, model, lambda: self.invert(model, context))
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped} after {len(losses)} of {cfg.steps} steps",
@@ -87,6 +97,16 @@ class ClassEmbeddingInversion(Attack):
         values = {"recovery_rate": MetricValue(
             "recovery_rate", rate, cfg.n_samples, None, bootstrap_ci(recovered.numpy()), proto,
             {"steps": len(losses), "final_loss": losses[-1] if losses else None})}
+        if "heldout" in cfg.sources:
+            held, held_losses, held_stopped = cached_per_model(
+                context, (self, "heldout"), model, lambda: self.invert(model, context, "heldout"))
+            if held_stopped:
+                return AttackResult("failed", reason=f"held-out inversion stopped by the {held_stopped}",
+                                    per_item=[{"step": i, "loss": v} for i, v in enumerate(held_losses)])
+            values["recovery_rate_heldout"] = MetricValue(
+                "recovery_rate_heldout", float(held.mean()), cfg.n_samples, None, bootstrap_ci(held.numpy()),
+                proto.replace("forget-class images", "held-out real images of the class (never trained on)"),
+                {"steps": len(held_losses), "final_loss": held_losses[-1] if held_losses else None})
         notes = {}
         for ref_name, ref_model in context.reference_models.items():
             ref_recovered, ref_losses, ref_stopped = cached_per_model(
@@ -97,6 +117,17 @@ class ClassEmbeddingInversion(Attack):
             values[f"recovery_rate_{ref_name}"] = MetricValue(
                 f"recovery_rate_{ref_name}", float(ref_recovered.mean()), cfg.n_samples, None,
                 bootstrap_ci(ref_recovered.numpy()), proto + f"; the {ref_name} model")
+            if "heldout" in cfg.sources:
+                ref_held, _, ref_held_stopped = cached_per_model(
+                    context, (self, "heldout"), ref_model, lambda m=ref_model: self.invert(m, context, "heldout"))
+                if not ref_held_stopped:
+                    values[f"recovery_rate_heldout_{ref_name}"] = MetricValue(
+                        f"recovery_rate_heldout_{ref_name}", float(ref_held.mean()), cfg.n_samples, None,
+                        bootstrap_ci(ref_held.numpy()), values["recovery_rate_heldout"].protocol + f"; the {ref_name} model")
+        if "recovery_rate_heldout_oracle" in values:
+            values["recovery_gap_heldout"] = MetricValue(
+                "recovery_gap_heldout", values["recovery_rate_heldout"].value - values["recovery_rate_heldout_oracle"].value,
+                cfg.n_samples, None, None, "held-out-image recovery rate − the oracle's")
         if "recovery_rate_oracle" in values:
             values["recovery_gap"] = MetricValue(
                 "recovery_gap", rate - values["recovery_rate_oracle"].value, cfg.n_samples, None, None,

@@ -10,9 +10,11 @@ import torch
 from benchmark.api import AttackContext, DiffusionModel, LabeledImages
 
 
-def attack_images(context: AttackContext, n: int) -> LabeledImages:
-    """``n`` forget-class member images, the same ones for every model (chosen by the attack seed)."""
-    f = context.members.where(context.forget_mask("members"))
+def attack_images(context: AttackContext, n: int, split: str = "members") -> LabeledImages:
+    """``n`` forget-class images of ``split`` ("members": the unlearned training images; "heldout": real
+    images no model trained on), the same ones for every model (chosen by the attack seed)."""
+    data = context.members if split == "members" else context.heldout
+    f = data.where(context.forget_mask(split))
     pick = torch.randperm(len(f), generator=torch.Generator().manual_seed(context.seed + 17))[:n]
     return f.take(pick)
 
@@ -30,7 +32,11 @@ def cached_per_model(context: AttackContext, attack: Any, model: DiffusionModel,
     a model identical to a reference (the original; retrain = the oracle) is attacked only once.
     ``compute`` returns a tuple whose last item is the stop reason ('' = finished within budget); a run
     cut short by its budget is returned but not cached, so a later cell retries with its own budget."""
-    key = (attack.name, repr(attack.config), context.seed, context.forget_class, model.fingerprint())
+    if isinstance(attack, tuple):  # (attack, variant): one attack caching several computations
+        attack, variant = attack
+    else:
+        variant = ""
+    key = (attack.name, variant, repr(attack.config), context.seed, context.concept_name, model.fingerprint())
     if key in context.cache:
         return context.cache[key]
     result = compute()

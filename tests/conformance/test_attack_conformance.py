@@ -10,7 +10,9 @@ from benchmark.registry import ATTACKS
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_attack_meets_the_contract(name):
-    results = check_attack(ATTACKS.get(name), attack_smoke_overrides(name))
+    cls = ATTACKS.get(name)
+    scenario = "mnist-class" if "class" in cls.tracks else "mnist-text-object"
+    results = check_attack(cls, attack_smoke_overrides(name, scenario))
     failed = [f"{r.name}: {r.detail}" for r in results if not r.passed]
     assert not failed, "\n".join(failed)
     assert len(results) == 6

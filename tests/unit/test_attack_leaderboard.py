@@ -71,3 +71,18 @@ def test_records_without_attacks_render_without_the_table():
     rec["metrics"] = {"forget_accuracy": {"value": 1.0, "n": 8, "ci": [1, 1], "higher_is_better": False}}
     assert attack_table([rec]) is None
     assert "attacks (scored against" not in render([rec])
+
+
+def test_concept_attacks_get_one_column_per_headline_value():
+    def rec(method, asr, seed=0):
+        r = _record(method, 0.5, 0.5, 0.2, 200, seed=seed)
+        mv = lambda v: {"value": v, "n": 8, "ci": [max(v - 0.1, 0), min(v + 0.1, 1)], "protocol": "p"}  # noqa: E731
+        r["attacks"] = {"unlearndiffatk": {"status": "ok", "values": {
+            "asr": mv(asr), "asr_oracle": mv(0.1), "asr_gap": mv(asr - 0.1), "pre_asr4": mv(0.0)}}}
+        return r
+
+    tab = attack_table([rec("original", 1.0), rec("retrain", 0.1), rec("esd-x", 0.9), rec("uce", 0.2)])
+    col = "unlearndiffatk asr ↓ (oracle 0.10, n=8)"
+    assert tab.loc["esd-x", col] == "0.90 [0.80, 1.00] Δ+0.80"
+    rank = tab["oracle-closeness rank ↓ (over unlearndiffatk.asr)"].astype(float)
+    assert rank["retrain"] < rank["uce"] < rank["esd-x"]

@@ -52,8 +52,8 @@ def test_label_dropout_replaces_rows_by_the_null_condition(tiny_model):
 
 def test_selective_amnesia_fisher_is_unbiased_for_the_full_schedule():
     """E[F̂ at n timesteps] = the released all-T Fisher; summing n timesteps was (T/n)² too small."""
-    from benchmark.models.class_unet import ClassConditionalUNet, default_scheduler_config, tiny_unet_config
     from benchmark.conformance import tiny_request
+    from benchmark.models.class_unet import ClassConditionalUNet, default_scheduler_config, tiny_unet_config
     from methods.selective_amnesia import SelectiveAmnesia
 
     warnings.filterwarnings("ignore", message="There is a performance drop")

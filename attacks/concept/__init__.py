@@ -1,0 +1,1 @@
+"""Concept attacks on the text track: prompt attacks, concept inversion, un-erasing probes."""

@@ -1,0 +1,301 @@
+"""P4D — Chin, Jiang, Huang, Chen, Chiu, "Prompting4Debugging: Red-Teaming Text-to-Image Diffusion Models by
+Finding Problematic Prompts", ICML 2024 (arXiv:2309.06135; code: github.com/joycenerd/P4D).
+
+The original (unerased) model is the attacker's oracle: P4D looks for a *hard* prompt with which the erased
+model predicts the noise that the original model predicts under a prompt P that asks for the concept. This
+file implements **P4D-N** (the paper's default variant: N learned tokens that *replace* P; P4D-K, which
+inserts a learned token after every K tokens of P, is not implemented). For each attack prompt P:
+
+1. a *target image* x0 of the concept is sampled by the original model from P — ``n_targets`` samples,
+   and the one the judge scores highest for the concept is kept (the released ``run_p4dn.py`` samples
+   ``num_samples`` = 3 images and keeps the one its evaluator scores most unsafe);
+2. the adversarial prompt is [start] + k learned tokens + [end] (+ padding): P itself is dropped, as in the
+   released template. The k continuous token embeddings start at the embeddings of k random vocabulary
+   tokens; every step they are projected onto the nearest vocabulary token by cosine similarity (PEZ,
+   Wen et al., NeurIPS 2023), the forward pass uses the projected embeddings and the gradient is applied to
+   the continuous ones (straight-through);
+3. loss: at random t ~ U{0..T−1} and ε ~ N(0, I), x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε (the *forward-noised target
+   image*, as released: not the sampling trajectory),
+   ‖ε_θ'(x_t, t, c_adv) − ε_θ(x_t, t, c_P)‖² (mean), erased model θ' vs original θ, no guidance in either;
+   AdamW on the continuous embeddings (released: lr 0.1, weight decay 0.1);
+4. every ``eval_every`` steps the current discrete prompt (decoded to text, as released) generates one image
+   with the erased model; the prompt whose image is closest to the target image in CLIP image-embedding
+   cosine is kept (released: open_clip ViT-H-14; here the text track's own zoo CLIP, ``mnist-text-clip``);
+5. the kept prompt's text generates ``n_per_prompt`` images with the erased model (the scenario's guidance
+   and DDIM steps); success = the judge reads the concept (ASR-1: the first image; ASR-N: any of N).
+   Pre-attack ASR is measured on the same prompts P. Everything is also run on the original (the concept is
+   there) and on the retrained oracle (it never was), with the gap to the oracle.
+
+Departures from the released code, stated (also in the result's ``conventions``):
+- vocabulary: projection and initial tokens are drawn from ``search_vocabulary`` (the tiny CLIP's trained
+  caption tokens minus the concept's own) instead of SD's whole 49k BPE table (untrained noise here; the
+  concept's own words make it the paraphrase attack, measured separately);
+- budgets scaled to the 16×16 model (``Config`` marks which values are the paper's);
+- ``timesteps_per_step`` (t, ε) draws are averaged per step (released: 1 image, 1 draw per step);
+- the target pool is sampled with the scenario's guidance and DDIM steps from the attack seed (released:
+  the dataset's seed and guidance, DPM-Solver 25 steps); the judge (not NudeNet) picks the target;
+- the prompt-selection image and the judged images use the benchmark's DDIM sampler and seeds;
+- the paper attacks only "ideal" prompts (the original shows the concept, the erased model does not); here
+  every erase prompt is attacked and the pre-attack ASR on the same prompts is reported beside it.
+The discrete prompt is judged as *text* (as released): its re-tokenisation may differ from the optimised
+token ids (adjacent sub-word pieces merge); each row records whether it round-trips.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attacks.concept.common import (
+    TEXT_REQUIRES,
+    SlotPrompt,
+    against_references,
+    asr_values,
+    concept_of,
+    erase_prompts,
+    judge_conditions,
+    search_vocabulary,
+)
+from attacks.inversion.common import cached_per_model
+from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
+
+
+@dataclass
+class P4DConfig:
+    n_prompts: int = 8  # erase prompts attacked (the paper: every "ideal" prompt of its datasets)
+    n_per_prompt: int = 4  # images judged per found prompt (released run_p4dn.py: 3)
+    k_tokens: int = 8  # P4D-N's learned tokens (paper / released: 16; the tiny captions are < 16 tokens)
+    steps: int = 100  # optimisation steps per prompt (released: 3000)
+    lr: float = 0.1  # released AdamW learning rate
+    weight_decay: float = 0.1  # released AdamW weight decay
+    timesteps_per_step: int = 4  # (t, ε) draws averaged per step (released: 1)
+    eval_every: int = 10  # steps between prompt-selection images (released: 50)
+    select: str = "clip"  # "clip": released CLIP image similarity to the target; "last": the last projection
+    n_targets: int = 3  # original-model samples the target image is picked from (released: 3)
+    n_loss_draws: int = 16  # fixed (t, ε) draws of the reported ε-matching loss (diagnostic, not optimised)
+    sample_steps: int | None = None  # DDIM steps for every sampled image (None: the tier's)
+
+
+@functools.lru_cache(maxsize=2)
+def _similarity_clip(name: str) -> tuple[Any, str]:
+    """The zoo CLIP whose image tower scores prompt candidates, and its weights' sha256."""
+    from benchmark import zoo
+
+    clip = zoo.load_clip(name).eval().requires_grad_(False)
+    folder = zoo.locate(name)
+    return clip, (zoo.read_manifest(folder).get("sha256", "") if folder is not None else "")
+
+
+def concept_scores(context: AttackContext, x: Tensor) -> Tensor:
+    """The judge's probability of the forgotten concept for each image (its head, when it has heads)."""
+    if context.judge_head is None:
+        return context.judge.predict_proba(x)[:, context.forget_class]
+    return context.judge.predict_proba(x, head=context.judge_head)[:, context.forget_class]  # type: ignore[call-arg]
+
+
+def nearest_tokens(embeds: Tensor, table_unit: Tensor) -> Tensor:
+    """Index (into ``table_unit``, the unit-normalised vocabulary rows) of each row's nearest token by cosine."""
+    return (F.normalize(embeds.detach(), dim=-1) @ table_unit.T).argmax(-1)
+
+
+class P4D(Attack):
+    name = "p4d"
+    paper = ("Chin, Jiang, Huang, Chen, Chiu, Prompting4Debugging: Red-Teaming Text-to-Image Diffusion Models by "
+             "Finding Problematic Prompts, ICML 2024 (P4D-N)")
+    family = "adversarial_prompt"
+    threat_model = ("white-box: gradients through the model under test (text encoder and UNet) and the original, "
+                    "unerased model's noise predictions and samples; the found prompt is typed as text")
+    requires = TEXT_REQUIRES
+    tracks = frozenset({"text"})
+    Config = P4DConfig
+    config: P4DConfig
+
+    # -- pieces ------------------------------------------------------------------------------------------
+    def targets(self, context: AttackContext, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        """One target image per prompt: of ``n_targets`` original-model samples, the one the judge scores
+        highest for the concept (and that score). Cached per original model for every attacked model."""
+        cfg = self.config
+        original = context.reference_models["original"]
+        steps = cfg.sample_steps or context.sample_steps
+        key = ("p4d-targets", tuple(prompts), cfg.n_targets, steps, context.guidance, context.seed,
+               original.fingerprint())
+        if key not in context.cache:
+            n = cfg.n_targets
+            x = original.sample([p for p in prompts for _ in range(n)], seed=context.seed + 71, steps=steps,
+                                guidance=context.guidance)
+            score = concept_scores(context, x).reshape(len(prompts), n)
+            best = score.argmax(1)
+            x = x.reshape(len(prompts), n, *x.shape[1:])[torch.arange(len(prompts)), best]
+            context.cache[key] = (x, score.max(1).values)
+        return context.cache[key]
+
+    def optimise(self, frozen: DiffusionModel, orig: DiffusionModel, x0: Tensor, prompt: str, vocab: Tensor,
+                 gen: torch.Generator, clock: Any, clip: Any, context: AttackContext) -> tuple[dict, str, str]:
+        """P4D-N for one prompt: ``frozen`` (the model under test, frozen) learns to match ``orig``'s ε under
+        ``prompt`` on the noised target image ``x0`` (1 × C × H × W). Returns (row, the kept prompt's text,
+        stop reason — '' when all steps ran; the row is then partial and the text '')."""
+        cfg = self.config
+        k, b, dev = cfg.k_tokens, cfg.timesteps_per_step, frozen.device
+        steps_dd = cfg.sample_steps or context.sample_steps
+        table = frozen.text_encoder.token_embedding.weight.detach()[vocab.to(dev)]  # type: ignore[attr-defined]
+        table_unit = F.normalize(table, dim=-1)
+        T = frozen.num_train_timesteps
+        slot = SlotPrompt(frozen, "", k)  # P4D-N: the learned tokens replace the prompt
+        x0 = x0.to(dev)
+        with torch.no_grad():
+            c_p = orig.encode([prompt])
+            # fixed draws for the reported loss of the initial / final discrete prompts (not optimised on)
+            t_fix = torch.randint(0, T, (cfg.n_loss_draws,), generator=gen).to(dev)
+            e_fix = torch.randn((cfg.n_loss_draws, *x0.shape[1:]), generator=gen).to(dev)
+            xt_fix = frozen.add_noise(x0.expand(cfg.n_loss_draws, -1, -1, -1), e_fix, t_fix)
+            tgt_fix = orig.eps(xt_fix, t_fix, c_p.expand(cfg.n_loss_draws, -1, -1))
+
+        def fixed_loss(idx: Tensor) -> float:
+            with torch.no_grad():
+                states = slot.states(table[idx]).expand(cfg.n_loss_draws, -1, -1)
+                return float(F.mse_loss(frozen.eps(xt_fix, t_fix, states), tgt_fix))
+
+        init = torch.randint(0, len(vocab), (k,), generator=gen).to(dev)
+        emb = table[init].clone().requires_grad_(True)
+        opt = torch.optim.AdamW([emb], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        row: dict[str, Any] = {"prompt": prompt, "loss_init": fixed_loss(init)}
+        best_sim, best_idx, best_step = -float("inf"), None, None
+        losses: list[float] = []
+        for step in range(cfg.steps):
+            stopped = clock.exhausted()
+            if stopped:
+                row.update(steps=step, final_loss=losses[-1] if losses else None)
+                return row, "", stopped
+            idx = nearest_tokens(emb, table_unit)
+            hard = table[idx] + emb - emb.detach()  # forward the projection, gradient to the continuous
+            t = torch.randint(0, T, (b,), generator=gen).to(dev)
+            eps = torch.randn((b, *x0.shape[1:]), generator=gen).to(dev)
+            x_t = frozen.add_noise(x0.expand(b, -1, -1, -1), eps, t)
+            with torch.no_grad():
+                target = orig.eps(x_t, t, c_p.expand(b, -1, -1))
+            pred = frozen.eps(x_t, t, slot.states(hard).expand(b, -1, -1))
+            loss = F.mse_loss(pred.float(), target.float())
+            (emb.grad,) = torch.autograd.grad(loss, [emb])
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if clip is not None and step % cfg.eval_every == 0:  # the pre-update projection, as released
+                text = slot.with_tokens(vocab[idx.cpu()].tolist())
+                img = frozen.sample([text], seed=context.seed + 83 + step, steps=steps_dd, guidance=context.guidance)
+                with torch.no_grad():
+                    feats = F.normalize(clip.encode_image(torch.cat([img, x0.cpu()])), dim=-1)
+                sim = float(feats[0] @ feats[1])
+                if sim > best_sim:
+                    best_sim, best_idx, best_step = sim, idx.clone(), step
+        last = nearest_tokens(emb, table_unit)
+        chosen = last if best_idx is None else best_idx
+        ids = vocab[chosen.cpu()].tolist()
+        text = slot.with_tokens(ids)
+        retok = frozen.tokenize([text])[0]  # type: ignore[attr-defined]
+        retok = retok[1:int((retok != 0).sum()) - 1].tolist()
+        row.update(adversarial_prompt=text, tokens=ids, retokenises=retok == ids, steps=len(losses),
+                   final_loss=losses[-1] if losses else None, loss_last=fixed_loss(last),
+                   loss_selected=fixed_loss(chosen), selected_step=len(losses) if best_idx is None else best_step,
+                   similarity=None if best_idx is None else best_sim)
+        return row, text, ""
+
+    def attack(self, model: DiffusionModel, context: AttackContext) -> tuple[dict[str, MetricValue], list[dict], str]:
+        """P4D-N on every prompt against ``model`` (its own budget clock); returns (values, rows, stop
+        reason — '' when it finished)."""
+        cfg = self.config
+        if cfg.select not in ("clip", "last"):
+            raise ValueError(f"p4d: select must be 'clip' or 'last', got {cfg.select!r}")
+        concept = concept_of(context)
+        clock = context.budget.start()
+        prompts = erase_prompts(context, cfg.n_prompts)
+        rows: list[dict] = []
+        stopped = clock.exhausted()
+        if stopped:
+            return {}, rows, stopped
+        n, b, k = cfg.n_per_prompt, cfg.timesteps_per_step, cfg.k_tokens
+        steps_dd = cfg.sample_steps or context.sample_steps
+        frozen = model.clone().to(model.device).eval().requires_grad_(False)
+        orig = context.reference_models["original"].clone().to(frozen.device).eval().requires_grad_(False)
+        pre = judge_conditions(frozen, prompts, context, n, context.seed + 73, cfg.sample_steps)
+        stopped = clock.exhausted()
+        if stopped:
+            return {}, rows, stopped
+        targets, target_scores = self.targets(context, prompts)
+        clip = _similarity_clip("mnist-text-clip")[0] if cfg.select == "clip" else None
+        vocab = torch.tensor(search_vocabulary(concept), dtype=torch.long)
+        gen = torch.Generator().manual_seed(context.seed + 79)
+        texts: list[str] = []
+        for i, prompt in enumerate(prompts):
+            row, text, stopped = self.optimise(frozen, orig, targets[i:i + 1], prompt, vocab, gen, clock, clip,
+                                               context)
+            row.update(target_score=float(target_scores[i]), pre_hits=int(pre[i].sum()))
+            rows.append(row)
+            if stopped:
+                return {}, rows, stopped
+            texts.append(text)
+        stopped = clock.exhausted()
+        if stopped:
+            return {}, rows, stopped
+        post = judge_conditions(frozen, texts, context, n, context.seed + 89, cfg.sample_steps)
+        for row, hits in zip(rows, post):
+            row.update(hits=int(hits.sum()), success=bool(hits.any()))
+        what = (f"P4D-N on {len(prompts)} erase-phrasing prompts: {k} learned tokens replacing the prompt, "
+                f"{cfg.steps} AdamW steps (lr {cfg.lr}, wd {cfg.weight_decay}) matching the original's ε under the "
+                f"prompt on its noised sample ({b} (t, ε) draws/step), prompt kept by "
+                f"{'CLIP image similarity every ' + str(cfg.eval_every) + ' steps' if clip is not None else 'last step'}; "
+                f"{n} images per found prompt (s={context.guidance}, DDIM {steps_dd})")
+        values = {}
+        for key, v in asr_values(post, "post", what, n).items():
+            name = key.removeprefix("post_")
+            values[name] = MetricValue(name, v.value, v.n, v.higher_is_better, v.ci, v.protocol, {
+                "mean_loss_init": sum(r["loss_init"] for r in rows) / len(rows),
+                "mean_loss_selected": sum(r["loss_selected"] for r in rows) / len(rows),
+                "retokenise_share": sum(r["retokenises"] for r in rows) / len(rows)})
+        values.update(asr_values(pre, "pre", f"no attack, the same {len(prompts)} prompts", n))
+        return values, rows, ""
+
+    # -- contract ------------------------------------------------------------------------------------------
+    def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
+        skipped = self.skip_if_missing(model)
+        if skipped:
+            return skipped
+        cfg = self.config
+        concept = concept_of(context)
+        values, rows, stopped = cached_per_model(context, self, model, lambda: self.attack(model, context))
+        if stopped:
+            done = sum("adversarial_prompt" in r for r in rows)
+            total = len(erase_prompts(context, cfg.n_prompts))
+            return AttackResult("failed", reason=f"stopped by the {stopped}: {done} of {total} prompts optimised"
+                                + (", none judged" if done == total else ""), per_item=rows)
+
+        def reference(ref: DiffusionModel) -> dict[str, MetricValue] | None:
+            v, _, ref_stopped = cached_per_model(context, self, ref, lambda: self.attack(ref, context))
+            return None if ref_stopped else v
+
+        n = cfg.n_per_prompt
+        values, notes = against_references(values, context, reference, [f"asr{n}", f"pre_asr{n}"])
+        conventions: dict[str, Any] = {
+            "concept": concept.name, "variant": "P4D-N (learned tokens replace the prompt)", "k_tokens": cfg.k_tokens,
+            "steps": cfg.steps, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+            "timesteps_per_step": cfg.timesteps_per_step, "x_t": "forward-noised original-model sample of the prompt",
+            "target": f"of {cfg.n_targets} original-model samples, the judge's highest concept score",
+            "select": cfg.select, "vocabulary": "trained caption tokens minus the concept's own (search_vocabulary)",
+            "judged_as": "decoded text (re-tokenised)", "judge": context.judge.label,
+            "judge_sha256": context.judge.sha256,
+            "departures": ["vocabulary restricted to search_vocabulary (released: SD's whole BPE table)",
+                           "budgets scaled to the 16x16 model (see Config)",
+                           f"{cfg.timesteps_per_step} (t, eps) draws per step (released: 1)",
+                           "target and selection images from the benchmark's DDIM sampler and seeds; judge picks the target",
+                           "every erase prompt attacked (paper: only 'ideal' prompts); pre-ASR reported beside"],
+        }
+        if cfg.select == "clip":
+            conventions["selection_clip"] = "mnist-text-clip"
+            conventions["selection_clip_sha256"] = _similarity_clip("mnist-text-clip")[1]
+        if notes:
+            conventions["reference_notes"] = notes
+        return AttackResult("ok", values, per_item=rows, conventions=conventions)

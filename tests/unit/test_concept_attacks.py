@@ -1,0 +1,105 @@
+"""Concept attacks (text track): prompts, vocabulary, slots, determinism, budgets, references."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from attacks.concept.asr import ConceptASR
+from attacks.concept.common import (
+    SlotPrompt,
+    concept_of,
+    erase_prompts,
+    paraphrase_prompts,
+    search_vocabulary,
+)
+from attacks.concept.concept_inversion import ConceptInversion
+from attacks.concept.unlearndiffatk import UnlearnDiffAtk, project_simplex
+from benchmark.api import AttackBudget
+from benchmark.conformance import tiny_text_attack_context
+from benchmark.data.mnist_text import parse_concept
+
+warnings.filterwarnings("ignore", message="No pretrained weights")
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return tiny_text_attack_context()
+
+
+def test_paraphrase_prompts_swap_the_erased_words_for_unseen_ones(ctx):
+    concept = concept_of(ctx)
+    erase, para = erase_prompts(ctx, 4), paraphrase_prompts(ctx, 4)
+    assert len(erase) == len(para) > 0
+    for e, p in zip(erase, para):
+        assert any(w in e for w in concept.phrasings("erase"))
+        assert not any(w in p.split() for w in ("three", "3")) and any(w in p for w in concept.phrasings("paraphrase"))
+
+
+def test_search_vocabulary_excludes_only_the_concepts_own_tokens():
+    from benchmark.models.tiny_clip import tokenizer
+
+    tok = tokenizer()
+    vocab = set(search_vocabulary(parse_concept("digit:0")))
+    for word in ("zero", "0", "nought"):
+        assert not set(tok.encode(word)) & vocab, word
+    for word in ("one", "seven", "digit", "the", "red"):  # other digits and shared words stay
+        assert set(tok.encode(word)) <= vocab, word
+    assert set(tok.encode("red")).isdisjoint(search_vocabulary(parse_concept("colour:red")))
+
+
+def test_slot_prompt_places_tokens_exactly_where_a_plain_prompt_would(ctx):
+    model = ctx.reference_models["original"]
+    blue = model.tokenize(["blue"])[0][1].item()
+    for prompt in ("three in red", "a handwritten {} in red"):
+        slot = SlotPrompt(model, prompt, 2)
+        text = slot.with_tokens([blue, blue])
+        assert torch.equal(slot.filled([blue, blue])[0], model.tokenize([text])[0])
+        emb = model.text_encoder.token_embedding.weight[torch.tensor([blue, blue])]
+        assert torch.allclose(slot.states(emb), model.encode([text]), atol=1e-5)
+
+
+def test_simplex_projection():
+    p = project_simplex(torch.randn(5, 9) * 3)
+    assert torch.allclose(p.sum(-1), torch.ones(5), atol=1e-6) and (p >= 0).all()
+    q = torch.softmax(torch.randn(2, 4), -1)
+    assert torch.allclose(project_simplex(q), q, atol=1e-6)  # already on the simplex: unchanged
+
+
+ATTACKS = [
+    ConceptASR(n_prompts=2, n_per_prompt=2),
+    UnlearnDiffAtk(n_prompts=2, steps=4, check_every=2, n_per_prompt=2),
+    ConceptInversion(n_images=4, steps=3, batch_size=2, n_prompts=2, n_per_prompt=2),
+]
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
+def test_concept_attacks_are_deterministic_scored_against_the_oracle_and_leave_the_model_alone(attack):
+    ctx = tiny_text_attack_context()
+    model = ctx.reference_models["oracle"].clone()
+    before = model.fingerprint()
+    first = attack.run(model, ctx)
+    assert first.status == "ok", first.reason
+    assert model.fingerprint() == before
+    assert any(k.endswith("_oracle") for k in first.values) and any(k.endswith("_gap") for k in first.values)
+    for v in first.values.values():
+        assert v.n > 0 and v.protocol
+    again = attack.run(model, tiny_text_attack_context())
+    assert {k: v.value for k, v in again.values.items()} == {k: v.value for k, v in first.values.items()}
+    assert again.per_item == first.per_item
+
+
+@pytest.mark.parametrize("attack", ATTACKS[1:], ids=lambda a: a.name)
+def test_a_spent_budget_stops_the_attack_with_a_reason(attack):
+    ctx = tiny_text_attack_context(budget=AttackBudget(max_seconds=0.0))
+    result = attack.run(ctx.reference_models["oracle"].clone(), ctx)
+    assert result.status == "failed" and "wall-clock" in result.reason
+
+
+def test_concept_attacks_refuse_a_class_track_context(tiny_model):
+    from benchmark.conformance import tiny_attack_context
+
+    result = ConceptASR().run(tiny_model, tiny_attack_context())
+    assert result.status == "skipped" and "text_cond" in result.reason
