@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="concept to forget, text track: digit:0..9 or colour:red|green|blue|yellow (default: the card's)")
     run.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seeds", default=None,
+                     help="comma-separated seeds to run in turn (e.g. 0,1,2); the leaderboard then shows the mean "
+                          "over seeds with a 95%% t-interval across them. Overrides --seed")
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (bf16 autocast on CUDA)")
     run.add_argument("--out", type=Path, default=Path("results"), help="directory for records and tables")
     run.add_argument("--force", action="store_true", help="recompute cells whose record already exists")
@@ -93,9 +96,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.forget_class is not None and args.concept is not None:
         raise UnlearnbenchError("--forget-class (class track) and --concept (text track) are exclusive")
-    plan = runner.plan(args.scenario, args.methods, args.forget_class, args.tier, args.seed, args.device, args.out,
-                       attacks=args.attacks, target=args.concept)
-    paths = runner.execute(plan, show_progress=not args.no_progress, force=args.force)
+    seeds = [args.seed]
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UnlearnbenchError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise UnlearnbenchError(f"--seeds must list distinct integers, got {args.seeds!r}")
+    plans = [runner.plan(args.scenario, args.methods, args.forget_class, args.tier, seed, args.device, args.out,
+                         attacks=args.attacks, target=args.concept) for seed in seeds]  # validate all first
+    paths = [p for plan in plans for p in runner.execute(plan, show_progress=not args.no_progress, force=args.force)]
     records = [validate_record(json.loads(p.read_text()), str(p)) for p in paths]
     print()
     print(render(records, out_dir=args.out))

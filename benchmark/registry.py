@@ -171,6 +171,8 @@ for _name, _target in {
     "concept_inversion": "attacks.concept.concept_inversion:ConceptInversion",
     "ring_a_bell": "attacks.concept.ring_a_bell:RingABell",
     "p4d": "attacks.concept.p4d:P4D",
+    "context_probe": "attacks.concept.probes:VisualContextProbe",
+    "noise_probe": "attacks.concept.probes:NoiseTrajectoryProbe",
 }.items():
     ATTACKS.register(_name, _target)
 

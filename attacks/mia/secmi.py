@@ -6,7 +6,9 @@ deterministic inversion step t_SEC → t_SEC + k and one deterministic denoising
 reconstructed better: score = −‖x̂_{t_SEC} − x_{t_SEC}‖² (pixel mean). Conditioned on the true class,
 no guidance. The learned-classifier variant (SecMI_NNs) is not implemented. This follows the paper
 (x_{t_SEC} → x_{t_SEC+k} → x̂_{t_SEC}); the authors' released code inverts to
-t_SEC − k and steps t_SEC − k → t_SEC → t_SEC − k, so its numbers differ slightly.
+t_SEC − k and steps t_SEC − k → t_SEC → t_SEC − k, so its numbers differ slightly. Timestep convention:
+t_SEC = 100, k = 10 are the paper's DDPM defaults, taken as is; they were not selected on this
+benchmark's models.
 """
 
 from __future__ import annotations
