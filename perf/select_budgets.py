@@ -112,6 +112,7 @@ def main() -> None:
     import pandas as pd
 
     df = pd.DataFrame(rows).sort_values(["method", "lr", "seed"])
+    df["lr"] = df["lr"].map("{:.0e}".format)
     lines = [f"## {sc.name} v{sc.version}, tier {sel['tier']}: validation target {sel['validation_target']}, "
              f"seeds {sel['validation_seeds']}",
              "", f"Rule: {' '.join(sel['rule'].split())}", "",
