@@ -5,7 +5,7 @@ Usage:  python perf/run_perf.py [--scenarios mnist-class,mnist-text-object,mnist
 
 Each tier runs in a fresh cache (cold: the original model's samples and the FID reference features
 are computed, as on a user's first run) and writes its records to a temp folder. Targets: smoke ≤ 2 min;
-quick ≤ 15 min for the whole embedded leaderboard (all nine methods) on 2 CPU cores. Then the cost of
+quick ≤ 15 min for the whole embedded leaderboard (all ten methods) on 2 CPU cores. Then the cost of
 SA, SalUn and EraseDiff at their default budgets (perf/cost_ratios.py).
 """
 

@@ -11,8 +11,8 @@ import pytest
 
 from benchmark.cli import main
 
-NINE = ["original", "retrain", "finetune", "neggrad", "blindspot", "selective_amnesia", "salun", "erasediff",
-        "erasediff-fixed"]
+METHODS_RUN = ["original", "retrain", "finetune", "neggrad", "blindspot", "selective_amnesia", "salun", "erasediff",
+        "erasediff-fixed", "erasediff-remap"]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def smoke_run(tmp_path_factory):
 
 def test_smoke_tier_writes_one_record_per_method(smoke_run):
     records = {p.stem.split("__")[2]: json.loads(p.read_text()) for p in smoke_run.glob("mnist-class__*.json")}
-    assert sorted(records) == sorted(NINE)
+    assert sorted(records) == sorted(METHODS_RUN)
     for name, rec in records.items():
         assert rec["schema_version"] == 1 and rec["scenario"]["tier"] == "smoke"
         assert rec["scenario"]["config_hash"] and rec["judges"]["mnist-judge"]
@@ -100,7 +100,7 @@ def test_rerun_skips_existing_cells_and_leaderboard_renders(smoke_run, capsys):
     assert main(["leaderboard", str(smoke_run), "--no-write"]) == 0
     text = capsys.readouterr().out
     assert "forget acc ↓ (n=8)" in text and "FID[mnist-judge] ↓" in text and "retain acc ↑ (n=72)" in text
-    for name in NINE:
+    for name in METHODS_RUN:
         assert name in text
 
 
