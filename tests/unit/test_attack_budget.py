@@ -14,14 +14,15 @@ def _inversion(**config):
 
 
 def test_references_get_their_own_budget():
-    # 12 forget images per step → 60 backward images per model; a shared budget of 70 would starve the
-    # references, per-model clocks do not
+    # 12 forget images per step → 60 backward images per model and image source (members, held-out); a
+    # shared budget of 70 would starve the references, per-model clocks do not
     ctx = tiny_attack_context(budget=AttackBudget(max_backward_images=70))
     with cost.measure("cpu") as meter:
         result = _inversion().run(tiny_model(2), ctx)
     assert result.status == "ok", result.reason
-    assert {"recovery_rate_original", "recovery_rate_oracle", "recovery_gap"} <= set(result.values)
-    assert meter.backward_images == 3 * 60
+    assert {"recovery_rate_original", "recovery_rate_oracle", "recovery_gap", "recovery_rate_heldout",
+            "recovery_rate_heldout_oracle", "recovery_gap_heldout"} <= set(result.values)
+    assert meter.backward_images == 2 * 3 * 60
 
 
 def test_a_reference_cut_short_is_reported_and_retried_not_cached():
