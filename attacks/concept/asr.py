@@ -18,14 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attacks.concept.common import (
-    against_references,
     asr_values,
     concept_of,
     erase_prompts,
     judge_conditions,
+    measure_with_references,
     paraphrase_prompts,
 )
-from attacks.inversion.common import cached_per_model
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 
 
@@ -72,16 +71,11 @@ class ConceptASR(Attack):
             return skipped
         concept = concept_of(context)
         n = self.config.n_per_prompt
-        values, rows, stopped = cached_per_model(context, self, model, lambda: self.measure(model, context))
+        headline = ["erase_asr1", f"erase_asr{n}", "paraphrase_asr1", f"paraphrase_asr{n}"]
+        values, rows, stopped, notes = measure_with_references(self, model, context,
+                                                               lambda m: self.measure(m, context), headline)
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped}", per_item=rows)
-
-        def reference(ref: DiffusionModel) -> dict[str, MetricValue] | None:
-            v, _, ref_stopped = cached_per_model(context, self, ref, lambda: self.measure(ref, context))
-            return None if ref_stopped else v
-
-        headline = ["erase_asr1", f"erase_asr{n}", "paraphrase_asr1", f"paraphrase_asr{n}"]
-        values, notes = against_references(values, context, reference, headline)
         return AttackResult("ok", values, per_item=rows,
                             conventions={"concept": concept.name, "erase_phrasings": list(concept.phrasings("erase")),
                                          "paraphrases": list(concept.phrasings("paraphrase")),

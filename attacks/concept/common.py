@@ -192,3 +192,22 @@ def against_references(values: dict[str, MetricValue], context: AttackContext,
             out[f"{key}_gap"] = MetricValue(f"{key}_gap", out[key].value - oracle.value, out[key].n, None, None,
                                             f"{key} of the model − the oracle's (0 = as hard to attack as the oracle)")
     return out, notes
+
+
+def measure_with_references(attack: Any, model: DiffusionModel, context: AttackContext,
+                            measure: Callable[[DiffusionModel], tuple[dict[str, MetricValue], list[dict], str]],
+                            headline: Sequence[str]) -> tuple[dict[str, MetricValue], list[dict], str, dict[str, str]]:
+    """``measure`` on the model and on every reference (each cached by weights), merged by
+    ``against_references``: (values, the model's rows, stop reason or '', notes on references)."""
+    from attacks.inversion.common import cached_per_model
+
+    values, rows, stopped = cached_per_model(context, attack, model, lambda: measure(model))
+    if stopped:
+        return values, rows, stopped, {}
+
+    def reference(ref: DiffusionModel) -> dict[str, MetricValue] | None:
+        v, _, ref_stopped = cached_per_model(context, attack, ref, lambda: measure(ref))
+        return None if ref_stopped else v
+
+    values, notes = against_references(values, context, reference, headline)
+    return values, rows, "", notes

@@ -27,12 +27,11 @@ from torch import Tensor
 from attacks.concept.common import (
     TEXT_REQUIRES,
     SlotPrompt,
-    against_references,
     concept_of,
     erase_prompts,
+    measure_with_references,
     search_vocabulary,
 )
-from attacks.inversion.common import cached_per_model
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, LabeledImages, MetricValue
 from benchmark.metrics.stats import bootstrap_ci
 from methods.base import replace_concept
@@ -150,15 +149,10 @@ class ConceptInversion(Attack):
         if skipped:
             return skipped
         concept = concept_of(context)
-        values, rows, stopped = cached_per_model(context, self, model, lambda: self.measure(model, context))
+        values, rows, stopped, notes = measure_with_references(
+            self, model, context, lambda m: self.measure(m, context), [f"recovery_{s}" for s in SOURCES])
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped}", per_item=rows)
-
-        def reference(ref: DiffusionModel) -> dict[str, MetricValue] | None:
-            v, _, ref_stopped = cached_per_model(context, self, ref, lambda: self.measure(ref, context))
-            return None if ref_stopped else v
-
-        values, notes = against_references(values, context, reference, [f"recovery_{s}" for s in SOURCES])
         return AttackResult("ok", values, per_item=rows,
                             conventions={"concept": concept.name, "init": "mean trained-vocabulary embedding",
                                          "sources": list(SOURCES), "judge": context.judge.label,

@@ -37,14 +37,13 @@ from torch import Tensor
 from attacks.concept.common import (
     TEXT_REQUIRES,
     SlotPrompt,
-    against_references,
     asr_values,
     concept_of,
     erase_prompts,
     judge_conditions,
+    measure_with_references,
     search_vocabulary,
 )
-from attacks.inversion.common import cached_per_model
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 from benchmark.metrics.stats import bootstrap_ci
 
@@ -168,15 +167,10 @@ class UnlearnDiffAtk(Attack):
         if skipped:
             return skipped
         concept = concept_of(context)
-        values, rows, stopped = cached_per_model(context, self, model, lambda: self.attack(model, context))
+        values, rows, stopped, notes = measure_with_references(
+            self, model, context, lambda m: self.attack(m, context), ["asr", f"pre_asr{self.config.n_per_prompt}"])
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped} after {len(rows)} prompts", per_item=rows)
-
-        def reference(ref: DiffusionModel) -> dict[str, MetricValue] | None:
-            v, _, ref_stopped = cached_per_model(context, self, ref, lambda: self.attack(ref, context))
-            return None if ref_stopped else v
-
-        values, notes = against_references(values, context, reference, ["asr", f"pre_asr{self.config.n_per_prompt}"])
         return AttackResult("ok", values, per_item=rows,
                             conventions={"concept": concept.name, "k_tokens": self.config.k_tokens,
                                          "vocabulary": "trained caption tokens minus the concept's own",
