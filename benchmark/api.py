@@ -204,13 +204,16 @@ class Configurable:
 
     @classmethod
     def make_config(cls, values: dict[str, Any] | None = None) -> Any:
-        """Build a Config from a mapping, refusing unknown keys with the known ones listed."""
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls.Config)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__} has no config option(s) {unknown}; known: {sorted(known)}")
-        return cls.Config(**values)
+        """Build a Config from a mapping, checking each value against the field's annotation.
+
+        Unknown keys (with the known ones listed) and wrong types raise ``benchmark.typed_config.ConfigError``
+        (a ``ValueError``) with one line; strings are converted (``"1e-5"`` for a float), other valid values
+        are kept as given.
+        """
+        from benchmark.typed_config import coerce_config
+
+        owner = f"{getattr(cls, 'name', '') or cls.__name__} config"
+        return cls.Config(**coerce_config(owner, cls.Config, values))
 
 
 class UnlearningMethod(Configurable, abc.ABC):
@@ -224,6 +227,13 @@ class UnlearningMethod(Configurable, abc.ABC):
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     supports: ClassVar[frozenset[str]] = frozenset({"class"})
+    # Per-tier budgets an out-of-tree adapter declares for itself, e.g. {"smoke": {"steps": 4,
+    # "batch_size": 32}, "quick": {"steps": 100}}; a scenario card's own entry for the method wins.
+    tier_budgets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # What the shipped suites (``pytest --pyargs benchmark.suites``) check at each tier beyond the contract,
+    # e.g. {"quick": {"forget_accuracy": "<= 0.5 * original", "fid": "<= 1.5 * original"}}: the mean over
+    # seeds compared with a number or with a baseline's mean (benchmark.pytest_plugin.check_expectation).
+    expectations: ClassVar[dict[str, dict[str, str]]] = {}
 
 
     def check_track(self, track: str) -> None:

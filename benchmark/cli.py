@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearnbench", description="Benchmark and audit unlearning in diffusion models.")
     p.add_argument("--version", action="version", version=f"unlearnbench {__version__}")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's, or OMP_NUM_THREADS); pin it when other jobs share "
-                        "the CPU — oversubscribed threads can make a small UNet ~100x slower")
+                   help="torch CPU threads (default: OMP_NUM_THREADS if set, else the cores not busy with other "
+                        "processes; oversubscribed threads can make a small UNet ~100x slower)")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run methods on a scenario and print the leaderboard")
@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated method names (default: the scenario's list)")
     run.add_argument("--attacks", type=_attacks_arg, default=None,
                      help="comma-separated attack names, or 'none' (default: the scenario's list)")
-    run.add_argument("--forget-class", type=int, default=None, help="class to forget, class track (default: the card's)")
+    run.add_argument("--forget-class", default=None,
+                     help="class(es) to forget, class track, comma-separated for a grid (e.g. 0,3; default: the card's)")
     run.add_argument("--concept", default=None,
-                     help="concept to forget, text track: digit:0..9 or colour:red|green|blue|yellow (default: the card's)")
+                     help="concept(s) to forget, text track, comma-separated for a grid: digit:0..9 or "
+                          "colour:red|green|blue|yellow (default: the card's)")
     run.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--seeds", default=None,
@@ -53,11 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "over seeds with a 95%% t-interval across them. Overrides --seed")
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (bf16 autocast on CUDA)")
     run.add_argument("--out", type=Path, default=Path("results"), help="directory for records and tables")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                     help="one-off config override on top of the tier budget (repeatable); KEY=VALUE alone when "
+                          "one method runs. Recorded, and part of the record's identity")
     run.add_argument("--force", action="store_true", help="recompute cells whose record already exists")
+    run.add_argument("--executor", choices=("local", "dask"), default="local",
+                     help="local: cells in turn in this process; dask: cells as Dask tasks (pip install "
+                          "'unlearnbench[dask]'), on a local cluster or on --scheduler")
+    run.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="local Dask cluster: worker processes (default: one per free core, or per GPU)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     lb = sub.add_parser("leaderboard", help="render the leaderboard from stored records")
-    lb.add_argument("directory", type=Path)
+    lb.add_argument("directory", type=Path, nargs="+",
+                    help="results folder(s); records of later folders (e.g. shared baselines) join the first's "
+                         "tables when comparable, and the rest are listed with the reason")
     lb.add_argument("--no-write", action="store_true", help="print only; do not write leaderboard.md/.csv")
 
     sub.add_parser("list", help="list registered methods, metrics, scenarios and zoo entries")
@@ -87,6 +100,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise UnlearnbenchError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not values or len(set(values)) != len(values):
+        raise UnlearnbenchError(f"{flag} must list distinct integers, got {text!r}")
+    return values
+
+
+def _str_list(text: str | None, flag: str) -> list[str] | None:
+    if text is None:
+        return None
+    values = [s.strip() for s in text.split(",") if s.strip()]
+    if not values or len(set(values)) != len(values):
+        raise UnlearnbenchError(f"{flag} must list distinct values, got {text!r}")
+    return values
+
+
+def method_overrides(items: list[str], methods: list[str] | None) -> dict[str, dict]:
+    """``--set method.key=value`` (or ``key=value`` when exactly one method runs) → {method: {key: value}}."""
+    from benchmark.submission import parse_overrides
+
+    out: dict[str, dict] = {}
+    for key, value in parse_overrides(items).items():
+        method, dot, option = key.partition(".")
+        if not dot:
+            if not methods or len(methods) != 1:
+                raise UnlearnbenchError(f"--set {key}=...: name the method as METHOD.{key}=VALUE when more than "
+                                        "one method runs")
+            method, option = methods[0], key
+        out.setdefault(method, {})[option] = value
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import json
 
@@ -96,32 +146,51 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.forget_class is not None and args.concept is not None:
         raise UnlearnbenchError("--forget-class (class track) and --concept (text track) are exclusive")
-    seeds = [args.seed]
-    if args.seeds is not None:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise UnlearnbenchError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise UnlearnbenchError(f"--seeds must list distinct integers, got {args.seeds!r}")
-    plans = [runner.plan(args.scenario, args.methods, args.forget_class, args.tier, seed, args.device, args.out,
-                         attacks=args.attacks, target=args.concept) for seed in seeds]  # validate all first
-    paths = [p for plan in plans for p in runner.execute(plan, show_progress=not args.no_progress, force=args.force)]
+    seeds = [args.seed] if args.seeds is None else _int_list(args.seeds, "--seeds")
+    targets: list = (_int_list(args.forget_class, "--forget-class") or _str_list(args.concept, "--concept")
+                     or [None])
+    sources = {runner.register_adapter(m): m for m in args.methods or []}  # adapter files → registered names
+    names = list(sources) or None
+    overrides = method_overrides(args.overrides, names)
+    plans = [runner.plan(args.scenario, names, None, args.tier, seed, args.device, args.out,
+                         attacks=args.attacks, target=target, overrides=overrides)
+             for target in targets for seed in seeds]  # validate every cell of the grid first
+    if args.executor == "dask":
+        from benchmark.executors import run_dask, specs_of
+
+        if args.workers is not None and args.workers < 1:
+            raise UnlearnbenchError(f"--workers must be a positive integer, got {args.workers}")
+        specs = specs_of(plans, sources, overrides, args.attacks, args.force, args.threads)
+        paths = run_dask(specs, args.scheduler, args.workers, show_progress=not args.no_progress)
+    else:
+        if args.scheduler or args.workers:
+            raise UnlearnbenchError("--scheduler and --workers need --executor dask")
+        paths = [p for plan in plans for p in runner.execute(plan, show_progress=not args.no_progress,
+                                                             force=args.force)]
     records = [validate_record(json.loads(p.read_text()), str(p)) for p in paths]
     print()
     print(render(records, out_dir=args.out))
     print(f"\nrecords and leaderboard.md / leaderboard.csv in {args.out}/")
-    return 0
+    failed = runner.failed_cells(paths)
+    for line in failed:
+        print(f"unlearnbench: failed cell: {line}", file=sys.stderr)
+    if failed:
+        print(f"unlearnbench: {len(failed)} of {len(paths)} cells failed (records kept with status: failed)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.results import load_records
-    from reports.leaderboard import render
+    from reports.leaderboard import merge_folders, render
 
-    records = load_records(args.directory)
-    if not records:
-        raise UnlearnbenchError(f"no result records in {args.directory}")
-    print(render(records, out_dir=None if args.no_write else args.directory))
+    folders = [load_records(d) for d in args.directory]
+    if not folders[0]:
+        raise UnlearnbenchError(f"no result records in {args.directory[0]}")
+    records, refused = merge_folders(folders, [str(d) for d in args.directory])
+    print(render(records, out_dir=None if args.no_write else args.directory[0]))
+    for line in refused:
+        print(f"not merged: {line}")
     return 0
 
 
@@ -219,12 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo,
                 "check-method": cmd_check_method, "new-method": cmd_new_method}
     try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise UnlearnbenchError(f"--threads must be a positive integer, got {args.threads}")
-            import torch
+        if args.command in ("run", "check-method", "zoo") or args.threads is not None:
+            from benchmark.threads import configure_threads
 
-            torch.set_num_threads(args.threads)
+            configure_threads(args.threads)
         return handlers[args.command](args)
     except UnlearnbenchError as exc:
         print(f"unlearnbench: error: {exc}", file=sys.stderr)

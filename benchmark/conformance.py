@@ -123,6 +123,16 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
             pass
         else:
             raise AssertionError("make_config accepted an unknown option")
+        from benchmark.pytest_plugin import parse_expectation
+        from benchmark.scenarios import TIERS
+
+        for tier, budget in (getattr(cls, "tier_budgets", None) or {}).items():
+            assert tier in TIERS, f"tier_budgets names unknown tier {tier!r} (tiers: {', '.join(TIERS)})"
+            cls.make_config(budget)  # raises a one-line error naming the bad key or value
+        for tier, rules in (getattr(cls, "expectations", None) or {}).items():
+            assert tier in TIERS, f"expectations names unknown tier {tier!r}"
+            for rule in rules.values():
+                parse_expectation(rule)
         return f"supports {', '.join(sorted(cls.supports))}"
 
     if not run("is an UnlearningMethod", is_method) or not run("declares paper, tracks, Config", declares):

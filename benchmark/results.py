@@ -24,10 +24,12 @@ RECORD_KIND = "unlearnbench.result"
 _PACKAGES = ("torch", "diffusers", "torch-fidelity", "numpy", "safetensors", "pandas", "mlxtend")
 
 
-def record_filename(scenario: str, target: int | str, method: str, seed: int, tier: str) -> str:
-    """``target``: the scenario setup's target tag (``c0``, ``digit0``, ``red``); an int is a class id."""
+def record_filename(scenario: str, target: int | str, method: str, seed: int, tier: str, key: str = "") -> str:
+    """``target``: the scenario setup's target tag (``c0``, ``digit0``, ``red``); an int is a class id.
+    ``key``: the cell's identity hash (``benchmark.identity.cell_key``); records written before identities
+    existed have none, and the runner adopts them once (``runner.adopt_legacy``)."""
     tag = f"c{target}" if isinstance(target, int) else target
-    return f"{scenario}__{tag}__{method}__seed{seed}__{tier}.json"
+    return f"{scenario}__{tag}__{method}__seed{seed}__{tier}{'__' + key if key else ''}.json"
 
 
 def git_commit() -> dict[str, Any]:
@@ -56,6 +58,10 @@ def environment(device: str) -> dict[str, Any]:
         "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
         "device": device, "torch_threads": torch.get_num_threads(),
     }
+    from benchmark.threads import chosen
+
+    if chosen():
+        env["threads_choice"] = chosen()["reason"]
     if device.startswith("cuda") and torch.cuda.is_available():
         env["device_name"] = torch.cuda.get_device_name()
     return env
@@ -93,6 +99,8 @@ def validate_record(rec: Any, source: str = "record") -> dict[str, Any]:
     version = rec.get("schema_version")
     if version != SCHEMA_VERSION:
         raise UnlearnbenchError(f"{source} has schema version {version}; this harness reads {SCHEMA_VERSION}")
+    if rec.get("status", "ok") not in ("ok", "failed"):
+        raise UnlearnbenchError(f"{source} has unknown status {rec.get('status')!r}")
     for key in ("scenario", "method", "metrics", "seed", "compute"):
         if key not in rec:
             raise UnlearnbenchError(f"{source} lacks '{key}'")

@@ -1,24 +1,34 @@
 """The one loop: scenario → method → unlearned model → samples → metrics → record.
 
-``plan`` validates every input (scenario, tier, forget class, method names and their configs)
-before anything is computed, so bad input fails in a second with one clear line. ``execute`` then
-runs each cell, writes its record atomically, and skips cells whose record already exists with the
-same scenario hash and resolved config (so an interrupted run resumes; ``force`` recomputes).
+``plan`` validates every input (scenario, tier, forget target, method names, their configs and ``--set``
+overrides) before anything is computed, so bad input fails in a second with one clear line. ``execute``
+then runs each cell and writes its record atomically. A stored record is reused only when its identity
+(``benchmark.identity``: card hash, resolved config, step cap and the method's code) matches the cell's; a
+stale one is recomputed and the log says why (``force`` recomputes everything). A cell whose method
+raises, produces non-finite losses or weights, or runs past its step budget gets a record with
+``status: failed`` and the reason, and the grid goes on; returning the input unchanged is a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark import UnlearnbenchError
+from benchmark.identity import cell_key, code_identity, sources_at_commit_match
 from benchmark.registry import ATTACKS, METHODS, METRICS
 from benchmark.results import environment, new_record, record_filename, write_record
 from benchmark.scenarios import Scenario, load_scenario
+
+DEFAULT_SMOKE_MAX_STEPS = 4
+"""Optimiser-step cap of a plug-in's smoke cell when neither the card nor the adapter declares a smoke
+budget: the built-ins' smoke budget, so a plug-in's smoke tier is as cheap as theirs."""
 
 
 @dataclass
@@ -26,6 +36,12 @@ class MethodCell:
     name: str
     cls: type
     config: Any
+    budget: dict[str, Any] = field(default_factory=dict)  # where the config came from, and any overrides
+    max_steps: int | None = None  # the harness's step cap for this cell (None: the config's own budget)
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(_config_dict(self.config), default=str))
 
 
 @dataclass
@@ -45,13 +61,43 @@ class RunPlan:
         """The forget target (named for the class track; kept for older callers)."""
         return self.target
 
+    def cap(self, cell: MethodCell) -> int | None:
+        caps = [c for c in (self.max_steps, cell.max_steps) if c is not None]
+        return min(caps) if caps else None
+
+
+def resolve_method_config(sc: Scenario, tier: str, name: str, cls: type,
+                          overrides: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], int | None]:
+    """The method's config at ``tier``: the card's budget, else the adapter's ``tier_budgets[tier]``, else
+    its paper defaults (a plug-in's smoke cell is then capped at ``DEFAULT_SMOKE_MAX_STEPS``); ``overrides``
+    (``run --set``) go on top. Returns (config, budget provenance for the record, step cap or None)."""
+    card = sc.method_config(tier, name)
+    declared = dict((getattr(cls, "tier_budgets", None) or {}).get(tier) or {})
+    if card:
+        values, source = card, "scenario card"
+    elif declared:
+        values, source = declared, "adapter tier_budgets"
+    else:
+        values, source = {}, "adapter defaults"
+    values = {**values, **(overrides or {})}
+    config = cls.make_config(values) if hasattr(cls, "make_config") else None
+    cap = None
+    if tier == "smoke" and source == "adapter defaults" and METHODS.origin(name) != "built-in":
+        cap = DEFAULT_SMOKE_MAX_STEPS
+    budget = {"source": source, "overrides": dict(overrides or {})}
+    if cap is not None:
+        budget["smoke_cap"] = cap
+    return config, budget, cap
+
 
 def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget_class: Any = None,
          tier: str = "quick", seed: int = 0, device: str = "cpu", out_dir: str | Path = "results",
-         attacks: list[str] | None = None, target: Any = None) -> RunPlan:
+         attacks: list[str] | None = None, target: Any = None,
+         overrides: dict[str, dict[str, Any]] | None = None) -> RunPlan:
     """Validate everything and return the run; ``attacks`` None = the card's list, [] = none.
 
-    ``target`` (or, for the class track, ``forget_class``) is the forget target; None = the card's."""
+    ``target`` (or, for the class track, ``forget_class``) is the forget target; None = the card's.
+    ``overrides`` maps method names to config values set on top of their tier budget (``run --set``)."""
     from benchmark.scenarios.setup import setup_class
 
     sc = load_scenario(scenario)
@@ -60,20 +106,24 @@ def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget
     _check_device(device)
     if seed < 0:
         raise UnlearnbenchError(f"seed must be a non-negative integer, got {seed}")
-    names = list(methods) if methods else list(sc.default_methods)
+    names = [register_adapter(n) for n in methods] if methods else list(sc.default_methods)
     if not names:
         raise UnlearnbenchError("no methods to run: pass --methods or set default_methods in the scenario card")
     if len(set(names)) != len(names):
         raise UnlearnbenchError(f"duplicate method names in {names}")
+    overrides = dict(overrides or {})
+    stray = sorted(set(overrides) - set(names))
+    if stray:
+        raise UnlearnbenchError(f"--set names method(s) {stray} that this run does not include (methods: {names})")
     run = RunPlan(sc, tier, tgt, seed, device, Path(out_dir))
     for name in names:
         cls = METHODS.get(name)
         try:
-            config = cls.make_config(sc.method_config(tier, name)) if hasattr(cls, "make_config") else None
+            config, budget, cap = resolve_method_config(sc, tier, name, cls, overrides.get(name))
             cls(config).check_track(sc.track)
         except (TypeError, ValueError) as exc:
             raise UnlearnbenchError(f"method {name!r}: {exc}") from exc
-        run.cells.append(MethodCell(name, cls, config))
+        run.cells.append(MethodCell(name, cls, config, budget, cap))
     for metric in sc.metrics:
         METRICS.get(metric)
     for name in (list(sc.attacks) if attacks is None else list(attacks)):
@@ -86,6 +136,25 @@ def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget
             raise UnlearnbenchError(f"attack {name!r}: {exc}") from exc
         run.attacks.append(MethodCell(name, cls, config))
     return run
+
+
+def register_adapter(name_or_target: str) -> str:
+    """A registered method name as is; an adapter given as ``path/to/file.py[:Class]`` or
+    ``package.module:Class`` is loaded, registered under its ``name`` and that name returned."""
+    if ":" not in name_or_target and not name_or_target.endswith(".py"):
+        return name_or_target
+    from benchmark.submission import load_adapter, method_name
+
+    cls = load_adapter(name_or_target)
+    name = method_name(cls)
+    if name in METHODS:
+        if METHODS.get(name) is not cls and METHODS.origin(name) != f"adapter {name_or_target}":
+            raise UnlearnbenchError(f"method name {name!r} of {name_or_target} is already taken by "
+                                    f"{METHODS.origin(name)}; set a different `name` on the class")
+        METHODS.register(name, cls, origin=f"adapter {name_or_target}", overwrite=True)
+        return name
+    METHODS.register(name, cls, origin=f"adapter {name_or_target}")
+    return name
 
 
 def _check_device(device: str) -> None:
@@ -104,41 +173,97 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
 
 
-def _existing(path: Path, sc: Scenario, cell: MethodCell, attacks: list[MethodCell]) -> bool:
-    if not path.is_file():
-        return False
+@dataclass
+class CellIdentity:
+    """Everything that decides whether a stored record is this cell's (see ``benchmark.identity``)."""
+
+    scenario_hash: str
+    method: str
+    config: dict[str, Any]
+    max_steps: int | None
+    code: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return cell_key(self.scenario_hash, self.method, self.config, self.max_steps)
+
+
+def cell_identity(run: RunPlan, cell: MethodCell) -> CellIdentity:
+    return CellIdentity(run.scenario.config_hash, cell.name, cell.config_dict, run.cap(cell), code_identity(cell.cls))
+
+
+def _read(path: Path) -> dict[str, Any] | None:
     try:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return False
-    wanted = {a.name: json.loads(json.dumps(_config_dict(a.config))) for a in attacks}
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def reuse_verdict(rec: dict[str, Any] | None, ident: CellIdentity, attacks: list[MethodCell]) -> str:
+    """'' when ``rec`` may stand for this cell, else why not (to log)."""
+    if rec is None:
+        return "no readable record"
+    if rec.get("status", "ok") != "ok":
+        return f"the stored record is {rec.get('status')} ({rec.get('failure', {}).get('reason', '')}); retrying"
+    if rec.get("scenario", {}).get("config_hash") != ident.scenario_hash:
+        return "the scenario card changed"
+    method = rec.get("method", {})
+    if method.get("config") != ident.config or (rec.get("compute") or {}).get("max_steps") != ident.max_steps:
+        return "the method config or step cap changed"
+    code = method.get("code") or {}
+    if code.get("source_sha256") != ident.code["source_sha256"] or code.get("version") != ident.code["version"]:
+        return (f"stale: the method's code changed since the record (sources {str(code.get('source_sha256'))[:12]} "
+                f"→ {ident.code['source_sha256'][:12]}, version {code.get('version')} → {ident.code['version']})")
+    wanted = {a.name: a.config_dict for a in attacks}
     have = {name: entry.get("config") for name, entry in (rec.get("attacks") or {}).items()
             if entry.get("status") != "failed"}
-    return (rec.get("scenario", {}).get("config_hash") == sc.config_hash
-            and rec.get("method", {}).get("config") == json.loads(json.dumps(_config_dict(cell.config)))
-            and all(have.get(name) == config for name, config in wanted.items()))
+    missing = [name for name, config in wanted.items() if have.get(name) != config]
+    return f"attacks {missing} not in the record with this config" if missing else ""
 
 
-def _previous_attacks(path: Path, sc: Scenario, fingerprint: str, rerun: list[MethodCell]) -> dict[str, Any]:
-    """Attack entries of an earlier record of the same model that this run does not redo (kept, not lost)."""
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    if (rec.get("model", {}).get("fingerprint") != fingerprint
-            or rec.get("scenario", {}).get("config_hash") != sc.config_hash):
-        return {}
-    redo = {a.name for a in rerun}
-    return {name: entry for name, entry in (rec.get("attacks") or {}).items() if name not in redo}
+def _companions(path: Path) -> list[Path]:
+    """A record's side files: its sample grid and its per-item attack folder."""
+    return [path.with_suffix(".png"), path.with_suffix(".attacks")]
+
+
+def adopt_legacy(legacy: Path, path: Path, ident: CellIdentity, log: Any) -> bool:
+    """Move a record written before records carried a code identity to its identity-keyed name, if it
+    matches this cell and its method's sources at the record's commit equal today's (else leave it)."""
+    rec = _read(legacy)
+    if rec is None or (rec.get("method") or {}).get("code") is not None:
+        return False
+    commit = (rec.get("harness") or {}).get("commit")
+    if not sources_at_commit_match(commit or "", ident.code):
+        return False
+    rec["method"]["code"] = {**ident.code, "verified": f"sources equal those at harness commit {commit} "
+                             f"(working tree dirty at run time: {rec['harness'].get('dirty')})"}
+    rec.setdefault("compute", {})["max_steps"] = None
+    if reuse_verdict(rec, ident, []):
+        return False
+    write_record(rec, path)
+    for old, new in zip(_companions(legacy), _companions(path)):
+        if old.exists() and not new.exists():
+            old.rename(new)
+    legacy.unlink()
+    log(f"[{ident.method}] adopted {legacy.name} (written before record identities) as {path.name}")
+    return True
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised through a method's progress callback when a logged loss is NaN or infinite."""
 
 
 class _Bar:
-    """A tqdm bar fed by a method's progress(step, total, stats) callback."""
+    """A tqdm bar fed by a method's progress(step, total, stats) callback; stops the run on a NaN/Inf stat."""
 
     def __init__(self, desc: str, enabled: bool):
         self.desc, self.enabled, self.bar = desc, enabled, None
 
     def __call__(self, step: int, total: int, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise NonFiniteLoss(f"{key} = {value} at step {step}")
         if not self.enabled:
             return
         from tqdm.auto import tqdm
@@ -161,79 +286,207 @@ def _print(msg: str) -> None:
 ORIGINAL_DRAW_SEED_OFFSET = 1_000_003  # the original's reference draw for FID-to-original uses seed + this
 
 
-def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
-    from tqdm.auto import tqdm
+class CellFailure(Exception):
+    """A cell's method broke its contract; ``stage`` says where (unlearn, checks, evaluation)."""
 
-    from benchmark import cost, zoo
+    def __init__(self, stage: str, reason: str):
+        super().__init__(reason)
+        self.stage, self.reason = stage, reason
+
+
+def _check_outcome(outcome: Any, cell: MethodCell, cap: int | None) -> None:
+    from benchmark.api import DiffusionModel, UnlearnOutcome
+
+    if not isinstance(outcome, UnlearnOutcome) or not isinstance(outcome.model, DiffusionModel):
+        raise CellFailure("checks", f"unlearn() returned {type(outcome).__name__}, not an UnlearnOutcome with a "
+                                    "DiffusionModel")
+    budget = cap if cap is not None else getattr(cell.config, "steps", None)
+    if isinstance(budget, int) and outcome.steps > budget:
+        raise CellFailure("checks", f"exceeded its budget: ran {outcome.steps} optimiser steps, budget {budget}")
+    for name, module in outcome.model.modules().items():
+        for pname, p in module.named_parameters():
+            if not bool(p.detach().isfinite().all()):
+                raise CellFailure("checks", f"non-finite weights in {name}.{pname}")
+
+
+@dataclass
+class _Shared:
+    """What the cells of one plan share: the loaded setup, its attack context, the original's reference draw."""
+
+    setup: Any
+    base_fp: str
+    cache: Path | None
+    attack_ctx: Any = None
+    original_draw: Any = None
+    failures: list[str] = field(default_factory=list)
+
+
+def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
+    """Run every cell of ``run``; return the record paths (failed cells included, ``status: failed``)."""
+    from benchmark import zoo
     from benchmark.scenarios.setup import setup_for
 
-    sc = run.scenario
-    setup = setup_for(sc, run.target, run.device, log)
-    base = setup.base
-    base_fp = base.fingerprint()
-    judge = setup.judge
-    cache = zoo.cache_dir()
-    attack_ctx = setup.attack_context(run.tier, run.seed) if run.attacks else None
-    original_draw = None  # the original model's samples at another seed, for FID-to-original (lazy)
-    written = []
-    for cell in run.cells:
-        path = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier)
-        if not force and _existing(path, sc, cell, run.attacks):
-            log(f"[{cell.name}] record exists, skipped (use --force to recompute): {path}")
-            written.append(path)
-            continue
-        method = cell.cls(cell.config)
-        bar = _Bar(f"unlearn {cell.name}", show_progress)
-        request = setup.request(run.seed, run.device, progress=bar, max_steps=run.max_steps)
-        timings: dict[str, float] = {}
-        try:
-            with cost.measure(run.device) as meter:
-                outcome = method.unlearn(base, request)
-        finally:
-            bar.close()
+    setup = setup_for(run.scenario, run.target, run.device, log)
+    shared = _Shared(setup, setup.base.fingerprint(), zoo.cache_dir())
+    return [execute_cell(run, cell, shared, show_progress, force, log) for cell in run.cells]
+
+
+def failed_cells(paths: list[Path]) -> list[str]:
+    """One line per failed record among ``paths``: cell, stage and reason."""
+    out = []
+    for path in paths:
+        rec = _read(path) or {}
+        if rec.get("status", "ok") != "ok":
+            f = rec.get("failure", {})
+            out.append(f"{path.name}: {rec.get('method', {}).get('name')} failed in {f.get('stage')}: {f.get('reason')}")
+    return out
+
+
+def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress: bool = True, force: bool = False,
+                 log=_print) -> Path:
+    sc, setup = run.scenario, shared.setup
+    ident = cell_identity(run, cell)
+    path = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier, ident.key)
+    if not force:
+        legacy = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier)
+        if not path.exists() and legacy.exists():
+            adopt_legacy(legacy, path, ident, log)
+        if path.exists():
+            why = reuse_verdict(_read(path), ident, run.attacks)
+            if not why:
+                log(f"[{cell.name}] record exists, skipped (use --force to recompute): {path}")
+                return path
+            log(f"[{cell.name}] recomputing: {why}")
+    timings: dict[str, float] = {}
+    meter = None
+    try:
+        outcome, meter = _unlearn(run, cell, setup, show_progress)
         timings["unlearn"] = meter.seconds
+        _check_outcome(outcome, cell, run.cap(cell))
         model = outcome.model.to(run.device).eval()
         fp = model.fingerprint()
-        t0 = time.time()
-        samples = setup.sample(model, run.tier, run.seed, fp, cache, show_progress, f"sample {cell.name}")
-        timings["sampling"] = time.time() - t0
-        grid = setup.save_grid(samples, path.with_suffix(".png"))
-        t0 = time.time()
-        ctx = setup.eval_context(run.tier, samples, cache)
-        if "fidelity" in sc.metrics:
-            if original_draw is None:
-                original_draw = setup.sample(base, run.tier, run.seed + ORIGINAL_DRAW_SEED_OFFSET, base_fp, cache,
-                                             show_progress, "sample original (reference draw)")
-            ctx.original_samples = original_draw
-        values = {}
-        for metric_name in tqdm(sc.metrics, desc=f"metrics {cell.name}", leave=False, disable=not show_progress):
-            for v in METRICS.get(metric_name)().compute(ctx):
-                values[v.name] = v.to_dict()
-        timings["metrics"] = time.time() - t0
-        attack_results = {**_previous_attacks(path, sc, fp, run.attacks),
-                          **_run_attacks(run, attack_ctx, model, path, show_progress, timings)}
-        record = new_record(
-            scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,
-                      "tier": run.tier, **setup.record_fields(run.tier)},
-            seed=run.seed,
-            method={"name": cell.name, "class": f"{cell.cls.__module__}:{cell.cls.__qualname__}",
-                    "origin": METHODS.origin(cell.name), "paper": getattr(cell.cls, "paper", ""),
-                    "config": _config_dict(cell.config)},
-            model={"base_fingerprint": base_fp, "fingerprint": fp, "changed": fp != base_fp},
-            compute={"steps": outcome.steps, "unlearn_seconds": round(meter.seconds, 3), **meter.to_dict()},
-            timings={k: round(v, 3) for k, v in timings.items()},
-            judges={judge.label: judge.sha256},
-            metrics=values,
-            method_stats=outcome.stats,
-            attacks=attack_results,
-            artifacts={"sample_grid": grid.name},
-            environment=environment(run.device),
-        )
+        warnings = []
+        if fp == shared.base_fp and cell.name != "original":
+            warnings.append("unlearn() returned weights identical to the input model")
+            log(f"[{cell.name}] warning: {warnings[-1]}")
+        values, attack_results, grid = _evaluate(run, cell, model, fp, path, shared, show_progress, timings)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one broken method must not stop the grid
+        stage = exc.stage if isinstance(exc, CellFailure) else ("unlearn" if "unlearn" not in timings else "evaluation")
+        reason = exc.reason if isinstance(exc, CellFailure) else (
+            f"non-finite loss: {exc}" if isinstance(exc, NonFiniteLoss) else f"{type(exc).__name__}: {exc}")
+        record = _record(run, cell, ident, shared, status="failed", failure={"stage": stage, "reason": reason},
+                         meter=meter, timings=timings)
         write_record(record, path)
-        written.append(path)
-        log(f"[{cell.name}] {setup.summary(values)}, unlearn {timings['unlearn']:.1f}s, "
-            f"sample {timings['sampling']:.1f}s{_attack_summary(attack_results, timings)} → {path}")
-    return written
+        for side in _companions(path):  # a failed cell keeps no side files of an earlier, different run
+            shutil.rmtree(side, ignore_errors=True) if side.is_dir() else side.unlink(missing_ok=True)
+        log(f"[{cell.name}] FAILED in {stage}: {reason} → {path}")
+        shared.failures.append(f"{cell.name}: {reason}")
+        return path
+    record = _record(run, cell, ident, shared, meter=meter, timings=timings, outcome=outcome, fp=fp, values=values,
+                     attacks=attack_results, grid=grid, warnings=warnings)
+    write_record(record, path)
+    log(f"[{cell.name}] {setup.summary(values)}, unlearn {timings['unlearn']:.1f}s, "
+        f"sample {timings['sampling']:.1f}s{_attack_summary(attack_results, timings)} → {path}")
+    return path
+
+
+def _unlearn(run: RunPlan, cell: MethodCell, setup: Any, show_progress: bool) -> tuple[Any, Any]:
+    from benchmark import cost
+
+    method = cell.cls(cell.config)
+    bar = _Bar(f"unlearn {cell.name}", show_progress)
+    request = setup.request(run.seed, run.device, progress=bar, max_steps=run.cap(cell))
+    try:
+        with cost.measure(run.device) as meter:
+            outcome = method.unlearn(setup.base, request)
+    finally:
+        bar.close()
+    return outcome, meter
+
+
+def _evaluate(run: RunPlan, cell: MethodCell, model: Any, fp: str, path: Path, shared: _Shared,
+              show_progress: bool, timings: dict[str, float]) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    from tqdm.auto import tqdm
+
+    sc, setup = run.scenario, shared.setup
+    t0 = time.time()
+    samples = setup.sample(model, run.tier, run.seed, fp, shared.cache, show_progress, f"sample {cell.name}")
+    timings["sampling"] = time.time() - t0
+    grid = setup.save_grid(samples, path.with_suffix(".png"))
+    t0 = time.time()
+    ctx = setup.eval_context(run.tier, samples, shared.cache)
+    if "fidelity" in sc.metrics:
+        if shared.original_draw is None:
+            shared.original_draw = setup.sample(setup.base, run.tier, run.seed + ORIGINAL_DRAW_SEED_OFFSET,
+                                                shared.base_fp, shared.cache, show_progress,
+                                                "sample original (reference draw)")
+        ctx.original_samples = shared.original_draw
+    values = {}
+    for metric_name in tqdm(sc.metrics, desc=f"metrics {cell.name}", leave=False, disable=not show_progress):
+        for v in METRICS.get(metric_name)().compute(ctx):
+            values[v.name] = v.to_dict()
+    bad = [k for k, v in values.items() if v["value"] is not None and not math.isfinite(v["value"])]
+    if bad:
+        raise CellFailure("evaluation", f"non-finite metric value(s) {bad}")
+    timings["metrics"] = time.time() - t0
+    if run.attacks and shared.attack_ctx is None:
+        shared.attack_ctx = setup.attack_context(run.tier, run.seed)
+    attack_results = {**_previous_attacks(path, sc, fp, run.attacks),
+                      **_run_attacks(run, shared.attack_ctx, model, path, show_progress, timings)}
+    return values, attack_results, grid
+
+
+def _record(run: RunPlan, cell: MethodCell, ident: CellIdentity, shared: _Shared, *, status: str = "ok",
+            failure: dict[str, str] | None = None, meter: Any = None, timings: dict[str, float],
+            outcome: Any = None, fp: str | None = None, values: dict[str, Any] | None = None,
+            attacks: dict[str, Any] | None = None, grid: Path | None = None,
+            warnings: list[str] | None = None) -> dict[str, Any]:
+    sc, setup = run.scenario, shared.setup
+    compute = {"steps": outcome.steps if outcome is not None else None, "max_steps": ident.max_steps,
+               "unlearn_seconds": round(meter.seconds, 3) if meter is not None else None,
+               **(meter.to_dict() if meter is not None else {"device": run.device})}
+    record = new_record(
+        status=status,
+        identity=ident.key,
+        scenario={"name": sc.name, "version": sc.version, "config_hash": sc.config_hash, "track": sc.track,
+                  "tier": run.tier, **setup.record_fields(run.tier), **_overlay_fields(sc)},
+        seed=run.seed,
+        method={"name": cell.name, "class": f"{cell.cls.__module__}:{cell.cls.__qualname__}",
+                "origin": METHODS.origin(cell.name), "paper": getattr(cell.cls, "paper", ""),
+                "config": _config_dict(cell.config), "budget": cell.budget, "code": ident.code},
+        model=({"base_fingerprint": shared.base_fp, "fingerprint": fp, "changed": fp != shared.base_fp}
+               if fp is not None else {"base_fingerprint": shared.base_fp}),
+        compute=compute,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        judges={setup.judge.label: setup.judge.sha256},
+        metrics=values or {},
+        method_stats=outcome.stats if outcome is not None else {},
+        attacks=attacks or {},
+        artifacts={"sample_grid": grid.name} if grid is not None else {},
+        environment=environment(run.device),
+    )
+    if failure:
+        record["failure"] = failure
+    if warnings:
+        record["warnings"] = warnings
+    return record
+
+
+def _overlay_fields(sc: Scenario) -> dict[str, Any]:
+    overlay = getattr(sc, "overlay", None)
+    return {"overlay": overlay} if overlay else {}
+
+
+def _previous_attacks(path: Path, sc: Scenario, fingerprint: str, rerun: list[MethodCell]) -> dict[str, Any]:
+    """Attack entries of an earlier record of the same model that this run does not redo (kept, not lost)."""
+    rec = _read(path)
+    if (rec is None or rec.get("model", {}).get("fingerprint") != fingerprint
+            or rec.get("scenario", {}).get("config_hash") != sc.config_hash):
+        return {}
+    redo = {a.name for a in rerun}
+    return {name: entry for name, entry in (rec.get("attacks") or {}).items() if name not in redo}
 
 
 def _attack_summary(results: dict[str, Any], timings: dict[str, float]) -> str:
@@ -274,7 +527,7 @@ def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_pro
             except Exception as exc:  # noqa: BLE001 - one broken attack must not lose the record
                 result = AttackResult("failed", reason=f"{type(exc).__name__}: {exc}")
         entry = result.to_dict()
-        entry["config"] = _config_dict(cell.config)
+        entry["config"] = cell.config_dict
         entry["cost"] = meter.to_dict()
         if result.per_item:
             item_path = record_path.with_suffix(".attacks") / f"{cell.name}.csv"

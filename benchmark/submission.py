@@ -60,9 +60,9 @@ def method_name(cls: type) -> str:
 
 def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu",
               overrides: dict[str, Any] | None = None, max_steps: int = 4) -> dict[str, Any]:
-    """Run the smoke tier with ``original`` and the adapter (its config: the card's smoke budget, else
-    ``overrides``, steps capped at ``max_steps``) on the class card, or the text object card for a
-    text-only method; return both records."""
+    """Run the smoke tier with ``original`` and the adapter (its config: the card's smoke budget, else the
+    adapter's ``tier_budgets["smoke"]``, else its defaults; ``overrides`` on top; steps capped at
+    ``max_steps``) on the class card, or the text object card for a text-only method; return both records."""
     import json
 
     from benchmark import runner
@@ -75,10 +75,12 @@ def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu",
         METHODS.register(name, cls, origin="check-method")
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="unlearnbench-check-"))
     scenario = "mnist-class" if "class" in getattr(cls, "supports", {"class"}) else "mnist-text-object"
-    plan = runner.plan(scenario, ["original", name], None, "smoke", 0, device, out)
+    try:
+        plan = runner.plan(scenario, ["original", name], None, "smoke", 0, device, out,
+                           overrides={name: dict(overrides)} if overrides else None)
+    except UnlearnbenchError:
+        raise
     plan.max_steps = max_steps
-    if overrides:
-        plan.cells[-1].config = cls.make_config(overrides)
     paths = runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
     records = {json.loads(p.read_text())["method"]["name"]: json.loads(p.read_text()) for p in paths}
     return {"records": records, "out": out}
@@ -91,13 +93,22 @@ def check_and_smoke(target: str, overrides: dict[str, Any], out_dir: Path | None
 
     cls = load_adapter(target)
     name = method_name(cls)
-    overrides = overrides or _card_or_empty(name)
-    results = check_method(cls, overrides)
+    budget = {**_card_or_empty(name, cls), **(overrides or {})}
+    try:
+        cls.make_config(budget)
+    except (TypeError, ValueError) as exc:
+        raise UnlearnbenchError(f"--set: {exc}") from exc
+    results = check_method(cls, budget)
     if not all(r.passed for r in results):
         return results, None
     t0 = time.time()
     try:
         smoke = smoke_run(cls, name, out_dir, device, overrides)
+        if smoke["records"][name].get("status") == "failed":
+            failure = smoke["records"][name]["failure"]
+            results.append(CheckResult("smoke tier runs end to end", False,
+                                       f"failed in {failure['stage']}: {failure['reason']}", time.time() - t0))
+            return results, None
     except UnlearnbenchError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -114,11 +125,13 @@ def check_and_smoke(target: str, overrides: dict[str, Any], out_dir: Path | None
     return results, smoke
 
 
-def _card_or_empty(name: str) -> dict[str, Any]:
+def _card_or_empty(name: str, cls: type | None = None) -> dict[str, Any]:
+    """The smoke budget: the card's for a registered name, else the adapter's ``tier_budgets["smoke"]``."""
     try:
-        return smoke_overrides(name)
+        card = smoke_overrides(name)
     except UnlearnbenchError:
-        return {}
+        card = {}
+    return card or dict((getattr(cls, "tier_budgets", None) or {}).get("smoke") or {})
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

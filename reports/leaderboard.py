@@ -94,7 +94,71 @@ def tidy(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 def _order(methods: Sequence[str]) -> list[str]:
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
+    return sorted(methods, key=lambda m: (rank.get(m.split(" [")[0], len(rank)), m))
+
+
+def _variant(rec: dict[str, Any]) -> str:
+    """What besides the method name makes a record's numbers: resolved config and step cap."""
+    import json
+
+    return json.dumps({"config": rec["method"].get("config"), "max_steps": rec["compute"].get("max_steps")},
+                      sort_keys=True, default=str)
+
+
+def label_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records whose method ran with more than one config in a table get row names that say which
+    (``erasediff [lr=0.0001]``): rows are (method, config), never two configs averaged as one method."""
+    import copy
+    import json
+
+    by_method: dict[str, dict[str, dict[str, Any]]] = {}
+    for rec in records:
+        by_method.setdefault(rec["method"]["name"], {})[_variant(rec)] = json.loads(_variant(rec))
+    out = []
+    for rec in records:
+        variants = by_method[rec["method"]["name"]]
+        if len(variants) == 1:
+            out.append(rec)
+            continue
+        mine = json.loads(_variant(rec))
+        keys = sorted({k for v in variants.values() for k in (v["config"] or {})
+                       if any((w["config"] or {}).get(k) != (mine["config"] or {}).get(k) for w in variants.values())})
+        parts = [f"{k}={(mine['config'] or {}).get(k)}" for k in keys]
+        if any(v["max_steps"] != mine["max_steps"] for v in variants.values()):
+            parts.append(f"cap={mine['max_steps']}")
+        rec = copy.deepcopy(rec)
+        rec["method"]["name"] = f"{rec['method']['name']} [{', '.join(parts) or 'code differs'}]"
+        out.append(rec)
+    return out
+
+
+def merge_folders(folders: Sequence[Sequence[dict[str, Any]]],
+                  names: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The first folder's records plus those of later folders (shared baselines) that are comparable with
+    one of its tables: same scenario name, version, config hash, tier and target, and the same judge. A
+    record of a cell the first folder already has (same method, config and seed) is not merged. Returns
+    (records, one line per record not merged, with the reason)."""
+    primary = [dict(r, _source=names[0]) for r in folders[0]]
+    tables = {group_key(r): r for r in primary}
+    have = {(group_key(r), r["method"]["name"], _variant(r), r["seed"]) for r in primary}
+    merged, refused = list(primary), []
+    for recs, name in zip(folders[1:], names[1:]):
+        for rec in recs:
+            key = group_key(rec)
+            label = f"{name}: {rec['method']['name']} seed {rec['seed']} ({key[0]} v{key[1]}, tier {key[3]})"
+            if key not in tables:
+                near = [k for k in tables if (k[0], k[3], k[4]) == (key[0], key[3], key[4])]
+                reason = (f"card v{key[1]} config {key[2]} differs from {names[0]}'s v{near[0][1]} config {near[0][2]}"
+                          if near else f"{names[0]} has no table of that scenario, tier and target")
+                refused.append(f"{label}: {reason}")
+            elif rec.get("judges") != tables[key].get("judges"):
+                refused.append(f"{label}: judged by {rec.get('judges')}, {names[0]} by {tables[key].get('judges')}")
+            elif (key, rec["method"]["name"], _variant(rec), rec["seed"]) in have:
+                refused.append(f"{label}: {names[0]} already has this cell (its record is used)")
+            else:
+                have.add((key, rec["method"]["name"], _variant(rec), rec["seed"]))
+                merged.append(dict(rec, _source=name))
+    return merged, refused
 
 
 def _fmt(value: float, lo: float | None, hi: float | None, digits: int, with_ci: bool) -> str:
@@ -328,6 +392,16 @@ def caption(records: Sequence[dict[str, Any]]) -> str:
             f"{floor_text}; cells: {cells}")
 
 
+def _sources(records: Sequence[dict[str, Any]]) -> str:
+    """Caption part naming which rows came from which folder, when records were merged from several."""
+    by: dict[str, set[str]] = {}
+    for r in records:
+        by.setdefault(r.get("_source", ""), set()).add(r["method"]["name"])
+    if len(by) < 2:
+        return ""
+    return "; rows from " + "; ".join(f"{src}: {', '.join(_order(sorted(m)))}" for src, m in by.items())
+
+
 def groups(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     by: dict[tuple, list[dict[str, Any]]] = {}
     for rec in records:
@@ -340,19 +414,31 @@ def render(records: Sequence[dict[str, Any]], out_dir: Path | None = None) -> st
     if not records:
         raise UnlearnbenchError("no result records to render")
     texts, mds, tidies = [], [], []
-    for grp in groups(records):
+    for every in groups(records):
+        failed = [r for r in every if r.get("status", "ok") != "ok"]
+        grp = label_rows([r for r in every if r.get("status", "ok") == "ok"])
+        failed_text = "".join(f"\nFAILED {r['method']['name']} seed {r['seed']}: {r['failure']['stage']}: "
+                              f"{r['failure']['reason']} (not scored)" for r in failed)
+        if not grp:
+            texts.append(caption(every) + "\n(no successful cells)" + failed_text)
+            mds.append(f"**{caption(every)}**\n\n(no successful cells)\n" + failed_text.replace("\n", "\n\n"))
+            continue
         tab = table(grp)
-        cap = caption(grp)
+        cap = caption(grp) + _sources(grp)
         att = attack_table(grp)
+        ranked = ", ".join(_order(sorted({r["method"]["name"] for r in grp} - set(REFERENCE_METHODS))))
         att_cap = ("attacks (scored against the retrained oracle; Δ = model − oracle; see each record's "
-                   "attacks.*.values for protocols, TPR@FPR and ROC points)")
+                   "attacks.*.values for protocols, TPR@FPR and ROC points; the oracle-closeness rank ranks "
+                   f"these rows: {ranked})")
         texts.append(cap + "\n" + tab.to_markdown(tablefmt="simple")
-                     + ("" if att is None else f"\n\n{att_cap}\n" + att.to_markdown(tablefmt="simple")))
+                     + ("" if att is None else f"\n\n{att_cap}\n" + att.to_markdown(tablefmt="simple"))
+                     + failed_text)
         grids = {r["method"]["name"]: r.get("artifacts", {}).get("sample_grid") for r in grp}
         gallery = "".join(f"\n<details><summary>{m} samples (one row per class)</summary>\n\n![{m}]({grids[m]})\n"
                           "</details>\n" for m in _order(list(grids)) if grids[m])
         att_md = "" if att is None else f"\n*{att_cap}*\n\n" + att.to_markdown() + "\n"
-        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n" + att_md + gallery)
+        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n" + att_md + failed_text.replace("\n", "\n\n")
+                   + gallery)
         tidies.append(tidy(grp))
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from benchmark import UnlearnbenchError
+from benchmark.typed_config import coerce_field
 
 CARDS_DIR = Path(__file__).resolve().parent
 TIERS = ("smoke", "quick", "full")
@@ -88,29 +89,101 @@ def load_card(path: str | Path) -> Scenario:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise UnlearnbenchError(f"cannot read scenario card {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise UnlearnbenchError(f"cannot read scenario card {path}: {_yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise UnlearnbenchError(f"scenario card {path} must be a mapping")
     missing = [k for k in _REQUIRED + _REQUIRED_BY_TRACK.get(raw.get("track"), ()) if k not in raw]
     if missing:
         raise UnlearnbenchError(f"scenario card {path} lacks {', '.join(missing)}")
-    _check_hashes(raw["models"], path)
+    card = _CardFields(path)
+    name, track = card.string(raw["name"], "name"), card.string(raw["track"], "track")
+    version = card.integer(raw["version"], "version")
+    models = card.mapping(raw["models"], "models")
+    _check_hashes(models, path)
+    sampling = card.mapping(raw.get("sampling", {}), "sampling", null_ok=True) or {}
+    guidance = float(card.number(sampling.get("guidance", 2.0), "sampling.guidance"))
+    num_classes = card.integer(raw.get("num_classes", 0), "num_classes")
+    forget_class = card.integer(raw["forget_class"], "forget_class") if raw.get("forget_class") is not None else None
     tiers = {}
-    for tname, t in raw["tiers"].items():
+    for tname, t in card.mapping(raw["tiers"], "tiers").items():
         if tname not in TIERS:
             raise UnlearnbenchError(f"scenario card {path}: unknown tier {tname!r} (use {', '.join(TIERS)})")
-        tiers[tname] = TierSpec(tname, int(t["samples_per_class"]), int(t["ddim_steps"]), dict(t.get("methods") or {}),
-                                dict(t.get("attacks") or {}), dict(t.get("attack_budget") or {}))
+        tiers[tname] = card.tier(tname, t)
     return Scenario(
-        name=raw["name"], version=int(raw["version"]), track=raw["track"], description=raw.get("description", ""),
-        num_classes=int(raw.get("num_classes", 0)),
-        forget_class=int(raw["forget_class"]) if raw.get("forget_class") is not None else None,
-        guidance=float(raw.get("sampling", {}).get("guidance", 2.0)), data=dict(raw.get("data", {})),
-        models=dict(raw["models"]), metrics=tuple(raw.get("metrics", ("classifier", "fidelity"))),
-        attacks=tuple(raw.get("attacks") or ()),
-        default_methods=tuple(raw.get("default_methods", ())), tiers=tiers, raw=raw, path=path,
+        name=name, version=version, track=track, description=raw.get("description", ""),
+        num_classes=num_classes, forget_class=forget_class, guidance=guidance,
+        data=dict(card.mapping(raw.get("data", {}), "data", null_ok=True) or {}), models=dict(models),
+        metrics=card.names(raw.get("metrics", ("classifier", "fidelity")), "metrics"),
+        attacks=card.names(raw.get("attacks") or (), "attacks"),
+        default_methods=card.names(raw.get("default_methods", ()), "default_methods"), tiers=tiers, raw=raw, path=path,
     )
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where (PyYAML's own message spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
+class _CardFields:
+    """Type checks of the card fields ``load_card`` reads, each failing with a one-line UnlearnbenchError
+    ``scenario card PATH: WHERE must be WHAT, got VALUE`` (strings that spell a number are read as one)."""
+
+    def __init__(self, path: Path):
+        self.owner = f"scenario card {path}"
+
+    def _fail(self, where: str, expected: str, value: Any) -> UnlearnbenchError:
+        shown = repr(value).replace("\n", " ")
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return UnlearnbenchError(f"{self.owner}: {where} must be {expected}, got {shown}")
+
+    def integer(self, value: Any, where: str) -> int:
+        return int(coerce_field(self.owner, where, value, int))
+
+    def number(self, value: Any, where: str) -> float:
+        return coerce_field(self.owner, where, value, float, expected="a number")
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise self._fail(where, "a string", value)
+        return value
+
+    def mapping(self, value: Any, where: str, null_ok: bool = False) -> dict[Any, Any] | None:
+        if value is None and null_ok:
+            return None
+        if not isinstance(value, dict):
+            raise self._fail(where, "a mapping", value)
+        return value
+
+    def names(self, value: Any, where: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)):
+            raise self._fail(where, "a list of names", value)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self._fail(f"{where}[{i}]", "a name (a string)", item)
+        return tuple(value)
+
+    def tier(self, name: str, block: Any) -> TierSpec:
+        where = f"tiers.{name}"
+        block = self.mapping(block, where)
+        lacking = [k for k in ("samples_per_class", "ddim_steps") if k not in block]
+        if lacking:
+            raise UnlearnbenchError(f"{self.owner}: {where} lacks {', '.join(lacking)}")
+        subs = {}
+        for key in ("methods", "attacks"):
+            entries = self.mapping(block.get(key), f"{where}.{key}", null_ok=True) or {}
+            subs[key] = {k: dict(self.mapping(v, f"{where}.{key}.{k}", null_ok=True) or {}) for k, v in entries.items()}
+        budget = self.mapping(block.get("attack_budget"), f"{where}.attack_budget", null_ok=True) or {}
+        return TierSpec(name, self.integer(block["samples_per_class"], f"{where}.samples_per_class"),
+                        self.integer(block["ddim_steps"], f"{where}.ddim_steps"), subs["methods"], subs["attacks"],
+                        dict(budget))
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -50,9 +50,10 @@ def test_text_card_runs_end_to_end(tiny_card, tmp_path):
     res = _cli(["run", "--scenario", str(card), "--tier", "smoke", "--methods", "original,uce,esd-x,finetune",
                 "--out", str(out), "--no-progress"], env)
     assert res.returncode == 0, res.stderr[-2000:]
-    records = sorted(out.glob("tiny-text-object__digit0__*__seed0__smoke.json"))
+    records = sorted(out.glob("tiny-text-object__digit0__*__seed0__smoke__*.json"))
     assert len(records) == 4
-    rec = json.loads((out / "tiny-text-object__digit0__uce__seed0__smoke.json").read_text())
+    uce = next(out.glob("tiny-text-object__digit0__uce__seed0__smoke__*.json"))
+    rec = json.loads(uce.read_text())
     s = rec["scenario"]
     assert s["track"] == "text" and s["forget_target"] == "digit:0"
     assert s["erase_phrasings"] == ["zero", "the digit 0"] and s["paraphrases"] == ["cero", "nought"]
@@ -64,7 +65,7 @@ def test_text_card_runs_end_to_end(tiny_card, tmp_path):
     assert rec["model"]["changed"] and "uce" in rec["method"]["name"]
     assert "mnist-text-judge" in rec["judges"]
     assert "forget acc (paraphrase)" in res.stdout and "CLIP score retained" in res.stdout
-    assert (out / "tiny-text-object__digit0__uce__seed0__smoke.png").is_file()
+    assert uce.with_suffix(".png").is_file()
     attacks = rec["attacks"]
     assert {"loss_threshold", "secmi", "pia", "relearning", "concept_asr", "unlearndiffatk",
             "concept_inversion"} <= set(attacks)
