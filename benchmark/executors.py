@@ -91,7 +91,9 @@ def specs_of(plans: Sequence[Any], method_sources: dict[str, str], overrides: di
     out = []
     for plan in plans:
         for cell in plan.cells:
-            out.append(CellSpec(str(plan.scenario.path) if _is_path(plan) else plan.scenario.name,
+            overlay = plan.scenario.overlay
+            ref = overlay["path"] if overlay else str(plan.scenario.path) if _is_path(plan) else plan.scenario.name
+            out.append(CellSpec(ref,
                                 method_sources.get(cell.name, cell.name), plan.target, plan.seed, plan.tier,
                                 plan.device, str(plan.out_dir), None if attacks is None else tuple(attacks),
                                 dict(overrides.get(cell.name, {})), force, threads))

@@ -218,6 +218,36 @@ def table(records: Sequence[dict[str, Any]], with_ci: bool = True) -> pd.DataFra
     return out
 
 
+SPREAD_METRICS = ("forget_accuracy", "retain_accuracy", "fid", "fid_to_original")
+
+
+def seed_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
+    """Per-seed values of the headline metrics (seed order) and their spread (max − min), for groups
+    with ≥ 2 seeds: the interval in the main table says how sure the mean is, this shows the runs."""
+    df = tidy(records)
+    if df.empty or df.groupby("method")["seed"].nunique().max() < 2:
+        return None
+    methods = _order(df["method"].unique().tolist())
+    out = pd.DataFrame(index=pd.Index(methods, name="method"))
+    for key in SPREAD_METRICS:
+        sub = df[df.metric == key]
+        if sub.empty:
+            continue
+        digits = next(c.digits for c in COLUMNS if c.key == key)
+        cells = []
+        for m in methods:
+            vals = sub[sub.method == m].sort_values("seed")
+            if vals.empty:
+                cells.append("–")
+                continue
+            v = vals["value"].astype(float)
+            seeds = ",".join(str(int(x)) for x in vals["seed"])
+            cells.append(f"{' / '.join(f'{x:.{digits}f}' for x in v)} (seeds {seeds}; spread {v.max() - v.min():.{digits}f})")
+        label = next(c.label for c in COLUMNS if c.key == key).format(judge="judge")
+        out[label] = cells
+    return out
+
+
 MIA_LABELS = {"loss_threshold": "LT", "secmi": "SecMI", "pia": "PIA"}
 
 
@@ -430,14 +460,18 @@ def render(records: Sequence[dict[str, Any]], out_dir: Path | None = None) -> st
         att_cap = ("attacks (scored against the retrained oracle; Δ = model − oracle; see each record's "
                    "attacks.*.values for protocols, TPR@FPR and ROC points; the oracle-closeness rank ranks "
                    f"these rows: {ranked})")
+        spread = seed_table(grp)
+        spread_cap = "per-seed values and their spread (max − min)"
         texts.append(cap + "\n" + tab.to_markdown(tablefmt="simple")
+                     + ("" if spread is None else f"\n\n{spread_cap}\n" + spread.to_markdown(tablefmt="simple"))
                      + ("" if att is None else f"\n\n{att_cap}\n" + att.to_markdown(tablefmt="simple"))
                      + failed_text)
         grids = {r["method"]["name"]: r.get("artifacts", {}).get("sample_grid") for r in grp}
         gallery = "".join(f"\n<details><summary>{m} samples (one row per class)</summary>\n\n![{m}]({grids[m]})\n"
                           "</details>\n" for m in _order(list(grids)) if grids[m])
         att_md = "" if att is None else f"\n*{att_cap}*\n\n" + att.to_markdown() + "\n"
-        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n" + att_md + failed_text.replace("\n", "\n\n")
+        spread_md = "" if spread is None else f"\n*{spread_cap}*\n\n" + spread.to_markdown() + "\n"
+        mds.append(f"**{cap}**\n\n" + tab.to_markdown() + "\n" + spread_md + att_md + failed_text.replace("\n", "\n\n")
                    + gallery)
         tidies.append(tidy(grp))
     if out_dir is not None:

@@ -54,6 +54,9 @@ class Scenario:
     tiers: dict[str, TierSpec]
     raw: dict[str, Any]
     path: Path
+    # Set when loaded through a user overlay card (``extends:``): its path, hash and the methods it budgets.
+    # The table identity (``config_hash``) stays the extended card's, so baselines stay comparable.
+    overlay: dict[str, Any] | None = None
 
     @property
     def default_target(self) -> Any:
@@ -95,6 +98,8 @@ def load_card(path: str | Path) -> Scenario:
         raise UnlearnbenchError(f"cannot read scenario card {path}: {_yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise UnlearnbenchError(f"scenario card {path} must be a mapping")
+    if "extends" in raw:
+        return _load_overlay(raw, path)
     missing = [k for k in _REQUIRED + _REQUIRED_BY_TRACK.get(raw.get("track"), ()) if k not in raw]
     if missing:
         raise UnlearnbenchError(f"scenario card {path} lacks {', '.join(missing)}")
@@ -120,6 +125,51 @@ def load_card(path: str | Path) -> Scenario:
         attacks=card.names(raw.get("attacks") or (), "attacks"),
         default_methods=card.names(raw.get("default_methods", ()), "default_methods"), tiers=tiers, raw=raw, path=path,
     )
+
+
+_OVERLAY_KEYS = ("extends", "description", "default_methods", "tiers")
+
+
+def _load_overlay(raw: dict[str, Any], path: Path) -> Scenario:
+    """A user card that extends a registered (or another file's) card with method budgets only.
+
+    It may set ``default_methods`` and ``tiers.<tier>.methods`` (budgets of new or existing methods);
+    anything that changes the scenario itself (data, models, sampling, metrics, attacks, sample counts)
+    needs a copied card with its own name and version. The result keeps the extended card's ``raw`` and
+    so its config hash: records of baselines computed on it stay in the same table."""
+    import dataclasses
+
+    card = _CardFields(path)
+    extra = sorted(set(raw) - set(_OVERLAY_KEYS))
+    if extra:
+        raise UnlearnbenchError(f"scenario card {path}: an overlay (extends:) may only set {', '.join(_OVERLAY_KEYS)}; "
+                                f"{', '.join(extra)} change the scenario itself — copy the card under a new name instead")
+    parent = card.string(raw["extends"], "extends")
+    parent_path = path.parent / parent if parent.endswith((".yaml", ".yml")) else None
+    base = load_scenario(str(parent_path) if parent_path is not None else parent)
+    if base.overlay is not None:
+        raise UnlearnbenchError(f"scenario card {path}: extends another overlay ({parent}); extend the card it extends")
+    tiers = dict(base.tiers)
+    budgeted: set[str] = set()
+    for tname, block in (card.mapping(raw.get("tiers"), "tiers", null_ok=True) or {}).items():
+        if tname not in base.tiers:
+            raise UnlearnbenchError(f"scenario card {path}: tier {tname!r} is not a tier of {base.name} "
+                                    f"({', '.join(base.tiers)})")
+        block = card.mapping(block, f"tiers.{tname}") or {}
+        stray = sorted(set(block) - {"methods"})
+        if stray:
+            raise UnlearnbenchError(f"scenario card {path}: an overlay's tiers.{tname} may only set methods, not "
+                                    f"{', '.join(stray)}")
+        entries = card.mapping(block.get("methods"), f"tiers.{tname}.methods", null_ok=True) or {}
+        methods = {k: dict(card.mapping(v, f"tiers.{tname}.methods.{k}", null_ok=True) or {}) for k, v in entries.items()}
+        budgeted |= set(methods)
+        tiers[tname] = dataclasses.replace(base.tiers[tname], methods={**base.tiers[tname].methods, **methods})
+    default_methods = (card.names(raw["default_methods"], "default_methods") if "default_methods" in raw
+                       else base.default_methods)
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    overlay = {"path": str(path), "extends": base.name, "sha256": digest, "methods": sorted(budgeted)}
+    return dataclasses.replace(base, tiers=tiers, default_methods=default_methods, overlay=overlay,
+                               description=raw.get("description", base.description))
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

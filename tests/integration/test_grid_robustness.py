@@ -171,3 +171,46 @@ def test_sigkill_mid_grid_loses_nothing_finished_and_corrupts_nothing(tmp_path):
     for p, stamp in stamps.items():
         assert p.stat().st_mtime_ns == stamp, f"{p.name} was recomputed"
     assert "record exists, skipped" in rerun.stdout
+
+
+def test_an_overlay_card_adds_budgets_without_changing_the_table(tmp_path, capsys):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("extends: mnist-class\ntiers:\n  smoke:\n    methods:\n      finetune: {steps: 2, batch_size: 16}\n")
+    out = tmp_path / "r"
+    base = ["run", "--tier", "smoke", "--methods", "finetune", "--attacks", "none", "--out", str(out), "--no-progress"]
+    assert main(base) == 0
+    assert main([*base[:1], "--scenario", str(overlay), *base[1:]]) == 0
+    recs = load_records(out)
+    assert len({r["scenario"]["config_hash"] for r in recs}) == 1  # one table identity
+    over = next(r for r in recs if r["scenario"].get("overlay"))
+    assert over["method"]["config"]["steps"] == 2 and over["scenario"]["overlay"]["methods"] == ["finetune"]
+    capsys.readouterr()
+    main(["leaderboard", str(out), "--no-write"])
+    board = capsys.readouterr().out
+    assert board.count("mnist-class v2") == 1 and "finetune [batch_size=16, steps=2]" in board
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: mnist-class\nsampling: {guidance: 5}\n")
+    assert main(["run", "--scenario", str(bad), "--tier", "smoke", "--out", str(out)]) == 2
+    assert "may only set" in capsys.readouterr().err
+
+
+def test_leaderboard_merges_comparable_baselines_and_refuses_the_rest(tmp_path, capsys):
+    import shutil
+
+    mine, shared = tmp_path / "mine", tmp_path / "shared"
+    assert main(["run", "--tier", "smoke", "--methods", "finetune", "--attacks", "none", "--out", str(mine),
+                 "--no-progress"]) == 0
+    assert main(["run", "--tier", "smoke", "--methods", "original,finetune", "--attacks", "none", "--out",
+                 str(shared), "--no-progress"]) == 0
+    other = next(shared.glob("*original*.json"))
+    rec = json.loads(other.read_text())
+    rec["scenario"]["config_hash"], rec["scenario"]["version"] = "0" * 16, 1
+    (shared / "old-card.json").write_text(json.dumps(rec))
+    shutil.copy(other.with_suffix(".png"), shared / "old-card.png")
+    capsys.readouterr()
+    assert main(["leaderboard", str(mine), str(shared), "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "rows from" in out and "original" in out.split("rows from")[1]
+    assert "already has this cell" in out  # shared finetune: the author's own record is used
+    assert "card v1 config 0000000000000000 differs" in out
