@@ -1,4 +1,4 @@
-"""``unlearnbench`` command line: run | leaderboard | list | check-method | new-method | zoo.
+"""``unlearnbench`` command line: run | leaderboard | audit | list | check-method | new-method | zoo.
 
 Bad input prints one ``unlearnbench: error: ...`` line to stderr and exits with status 2.
 """
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one-off config override on top of the tier budget (repeatable); KEY=VALUE alone when "
                           "one method runs. Recorded, and part of the record's identity")
     run.add_argument("--force", action="store_true", help="recompute cells whose record already exists")
+    run.add_argument("--save-weights", action="store_true",
+                     help="keep each unlearned model beside its record (<record>.weights/, safetensors) for "
+                          "`unlearnbench audit RECORD.json`")
     run.add_argument("--executor", choices=("local", "dask"), default="local",
                      help="local: cells in turn in this process; dask: cells as Dask tasks (pip install "
                           "'unlearnbench[dask]'), on a local cluster or on --scheduler")
@@ -74,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--no-write", action="store_true", help="print only; do not write leaderboard.md/.csv")
 
     sub.add_parser("list", help="list registered methods, metrics, scenarios and zoo entries")
+
+    au = sub.add_parser("audit", help="audit a released model: metrics and attacks vs its reference and the "
+                                      "oracle → report.html / report.md / report.json")
+    au.add_argument("model", help="a model folder (ours or a diffusers UNet folder), a zoo name, a result record "
+                                  "(.json, run with --save-weights) or a weights file (needs --reference)")
+    au.add_argument("--reference", default=None,
+                    help="the model it was derived from (default: the scenario's base model)")
+    au.add_argument("--scenario", default=None, help="scenario name or card (default: by the model's track)")
+    au.add_argument("--forget-class", type=int, default=None, help="class track: the class it claims to forget")
+    au.add_argument("--concept", default=None, help="text track: the concept it claims to forget")
+    au.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
+    au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--attacks", type=_attacks_arg, default=None, help="attack names, or 'none' (default: the card's)")
+    au.add_argument("--prompts", default=None, help="text track: a CSV of prompts (I2P layout: prompt, seed, guidance)")
+    au.add_argument("--allow-pickle", action="store_true",
+                    help="read pickle checkpoints (.ckpt/.bin/.pt) with torch.load(weights_only=True)")
+    au.add_argument("--device", default="cpu")
+    au.add_argument("--out", type=Path, default=Path("audit"))
+    au.add_argument("--no-progress", action="store_true")
 
     chk = sub.add_parser("check-method", help="run the contract checks and the smoke tier on an adapter")
     chk.add_argument("target", help="path/to/file.py[:Class] or package.module:Class")
@@ -155,6 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     plans = [runner.plan(args.scenario, names, None, args.tier, seed, args.device, args.out,
                          attacks=args.attacks, target=target, overrides=overrides)
              for target in targets for seed in seeds]  # validate every cell of the grid first
+    for plan in plans:
+        plan.save_weights = args.save_weights
     if args.executor == "dask":
         from benchmark.executors import run_dask, specs_of
 
@@ -191,6 +215,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(render(records, out_dir=None if args.no_write else args.directory[0]))
     for line in refused:
         print(f"not merged: {line}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from benchmark.audit import plan_audit, run_audit
+
+    if args.forget_class is not None and args.concept is not None:
+        raise UnlearnbenchError("--forget-class (class track) and --concept (text track) are exclusive")
+    target = args.forget_class if args.forget_class is not None else args.concept
+    plan = plan_audit(args.model, args.reference, args.scenario, target, args.tier, args.seed, args.attacks,
+                      args.prompts, args.allow_pickle, args.device, args.out)
+    paths = run_audit(plan, show_progress=not args.no_progress)
+    report = __import__("json").loads(paths["json"].read_text())
+    print(f"\nverdict: {report['verdict']['summary']}")
+    print(f"report: {paths['html']} (and report.md, report.json)")
     return 0
 
 
@@ -286,9 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo,
-                "check-method": cmd_check_method, "new-method": cmd_new_method}
+                "check-method": cmd_check_method, "new-method": cmd_new_method, "audit": cmd_audit}
     try:
-        if args.command in ("run", "check-method", "zoo") or args.threads is not None:
+        if args.command in ("run", "check-method", "zoo", "audit") or args.threads is not None:
             from benchmark.threads import configure_threads
 
             configure_threads(args.threads)

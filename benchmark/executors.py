@@ -44,6 +44,7 @@ class CellSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     force: bool = False
     threads: int | None = None
+    save_weights: bool = False
 
     @property
     def resources(self) -> dict[str, int]:
@@ -63,6 +64,7 @@ def run_cell(spec: CellSpec, log: Callable[[str], None] | None = None) -> str:
     run = runner.plan(spec.scenario, [name], None, spec.tier, spec.seed, _worker_device(spec.device), spec.out_dir,
                       attacks=None if spec.attacks is None else list(spec.attacks), target=spec.target,
                       overrides={name: dict(spec.overrides)} if spec.overrides else None)
+    run.save_weights = spec.save_weights
     (path,) = runner.execute(run, show_progress=False, force=spec.force, log=log or (lambda *_: None))
     return str(path)
 
@@ -96,7 +98,7 @@ def specs_of(plans: Sequence[Any], method_sources: dict[str, str], overrides: di
             out.append(CellSpec(ref,
                                 method_sources.get(cell.name, cell.name), plan.target, plan.seed, plan.tier,
                                 plan.device, str(plan.out_dir), None if attacks is None else tuple(attacks),
-                                dict(overrides.get(cell.name, {})), force, threads))
+                                dict(overrides.get(cell.name, {})), force, threads, plan.save_weights))
     return out
 
 

@@ -55,6 +55,8 @@ class RunPlan:
     cells: list[MethodCell] = field(default_factory=list)
     attacks: list[MethodCell] = field(default_factory=list)
     max_steps: int | None = None  # caps every method's optimiser steps (check-method's smoke run)
+    save_weights: bool = False  # keep each unlearned model beside its record (``<record>.weights/``, safetensors)
+    base: Any = None  # a reference model replacing the card's base (audits); enters the records' identity
 
     @property
     def forget_class(self) -> Any:
@@ -182,14 +184,18 @@ class CellIdentity:
     config: dict[str, Any]
     max_steps: int | None
     code: dict[str, Any]
+    base: str | None = None  # fingerprint of a reference model that replaced the card's base (else None)
 
     @property
     def key(self) -> str:
-        return cell_key(self.scenario_hash, self.method, self.config, self.max_steps)
+        config = self.config if self.base is None else {**self.config, "_base_fingerprint": self.base}
+        return cell_key(self.scenario_hash, self.method, config, self.max_steps)
 
 
 def cell_identity(run: RunPlan, cell: MethodCell) -> CellIdentity:
-    return CellIdentity(run.scenario.config_hash, cell.name, cell.config_dict, run.cap(cell), code_identity(cell.cls))
+    base = run.base.fingerprint() if run.base is not None else None
+    return CellIdentity(run.scenario.config_hash, cell.name, cell.config_dict, run.cap(cell), code_identity(cell.cls),
+                        base)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -211,6 +217,8 @@ def reuse_verdict(rec: dict[str, Any] | None, ident: CellIdentity, attacks: list
     method = rec.get("method", {})
     if method.get("config") != ident.config or (rec.get("compute") or {}).get("max_steps") != ident.max_steps:
         return "the method config or step cap changed"
+    if ident.base is not None and (rec.get("model") or {}).get("base_fingerprint") != ident.base:
+        return "the reference model changed"
     code = method.get("code") or {}
     if code.get("source_sha256") != ident.code["source_sha256"] or code.get("version") != ident.code["version"]:
         return (f"stale: the method's code changed since the record (sources {str(code.get('source_sha256'))[:12]} "
@@ -223,8 +231,8 @@ def reuse_verdict(rec: dict[str, Any] | None, ident: CellIdentity, attacks: list
 
 
 def _companions(path: Path) -> list[Path]:
-    """A record's side files: its sample grid and its per-item attack folder."""
-    return [path.with_suffix(".png"), path.with_suffix(".attacks")]
+    """A record's side files: its sample grid, its per-item attack folder and its saved weights."""
+    return [path.with_suffix(".png"), path.with_suffix(".attacks"), path.with_suffix(".weights")]
 
 
 def adopt_legacy(legacy: Path, path: Path, ident: CellIdentity, log: Any) -> bool:
@@ -327,6 +335,8 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     from benchmark.scenarios.setup import setup_for
 
     setup = setup_for(run.scenario, run.target, run.device, log)
+    if run.base is not None:
+        setup.base = run.base.to(run.device)
     shared = _Shared(setup, setup.base.fingerprint(), zoo.cache_dir())
     return [execute_cell(run, cell, shared, show_progress, force, log) for cell in run.cells]
 
@@ -353,6 +363,8 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
             adopt_legacy(legacy, path, ident, log)
         if path.exists():
             why = reuse_verdict(_read(path), ident, run.attacks)
+            if not why and run.save_weights and not path.with_suffix(".weights").is_dir():
+                why = "--save-weights asks for the weights the stored record did not keep"
             if not why:
                 log(f"[{cell.name}] record exists, skipped (use --force to recompute): {path}")
                 return path
@@ -370,6 +382,7 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
             warnings.append("unlearn() returned weights identical to the input model")
             log(f"[{cell.name}] warning: {warnings[-1]}")
         values, attack_results, grid = _evaluate(run, cell, model, fp, path, shared, show_progress, timings)
+        weights = _save_weights(model, path) if run.save_weights else None
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one broken method must not stop the grid
@@ -385,7 +398,7 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
         shared.failures.append(f"{cell.name}: {reason}")
         return path
     record = _record(run, cell, ident, shared, meter=meter, timings=timings, outcome=outcome, fp=fp, values=values,
-                     attacks=attack_results, grid=grid, warnings=warnings)
+                     attacks=attack_results, grid=grid, warnings=warnings, weights=weights)
     write_record(record, path)
     log(f"[{cell.name}] {setup.summary(values)}, unlearn {timings['unlearn']:.1f}s, "
         f"sample {timings['sampling']:.1f}s{_attack_summary(attack_results, timings)} → {path}")
@@ -442,7 +455,7 @@ def _record(run: RunPlan, cell: MethodCell, ident: CellIdentity, shared: _Shared
             failure: dict[str, str] | None = None, meter: Any = None, timings: dict[str, float],
             outcome: Any = None, fp: str | None = None, values: dict[str, Any] | None = None,
             attacks: dict[str, Any] | None = None, grid: Path | None = None,
-            warnings: list[str] | None = None) -> dict[str, Any]:
+            warnings: list[str] | None = None, weights: Path | None = None) -> dict[str, Any]:
     sc, setup = run.scenario, shared.setup
     compute = {"steps": outcome.steps if outcome is not None else None, "max_steps": ident.max_steps,
                "unlearn_seconds": round(meter.seconds, 3) if meter is not None else None,
@@ -464,7 +477,8 @@ def _record(run: RunPlan, cell: MethodCell, ident: CellIdentity, shared: _Shared
         metrics=values or {},
         method_stats=outcome.stats if outcome is not None else {},
         attacks=attacks or {},
-        artifacts={"sample_grid": grid.name} if grid is not None else {},
+        artifacts={**({"sample_grid": grid.name} if grid is not None else {}),
+                   **({"weights": weights.name} if weights is not None else {})},
         environment=environment(run.device),
     )
     if failure:
@@ -472,6 +486,23 @@ def _record(run: RunPlan, cell: MethodCell, ident: CellIdentity, shared: _Shared
     if warnings:
         record["warnings"] = warnings
     return record
+
+
+def _save_weights(model: Any, path: Path) -> Path:
+    """``model`` in diffusers format (safetensors) at ``<record>.weights/``, written whole or not at all."""
+    import tempfile
+
+    folder = path.with_suffix(".weights")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        model.save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
 
 
 def _overlay_fields(sc: Scenario) -> dict[str, Any]:

@@ -1,0 +1,206 @@
+"""``unlearnbench audit MODEL``: the metric and attack battery on a model someone released, and a report.
+
+The audited model is loaded safely (``benchmark.models.loading``), its track read from what it is (a
+class-conditional or a text-conditional UNet), and the scenario of that track run on three cells with the
+same runner as ``unlearnbench run``: the **reference** (the model it was derived from: the scenario's base,
+or ``--reference``), the **oracle** (the zoo model retrained without the target, where one exists), and the
+**audited** model — as the built-in pseudo-method ``audited``, which returns the loaded weights unchanged.
+So every number is computed exactly as on the leaderboard, cached and resumable like ``run`` (records in
+``OUT/records/``), and the report (``reports/audit.py``) reads the records only.
+
+Everything is validated before anything is written: a malformed folder, a missing component, a model of
+the wrong track for ``--scenario``, an unreadable prompt file → one error line, exit 2, ``OUT`` untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from benchmark import UnlearnbenchError
+from benchmark.api import DiffusionModel, UnlearningMethod, UnlearnOutcome, UnlearnRequest
+
+TRACK_SCENARIOS = {"class": "mnist-class", "text": "mnist-text-object"}
+_LOADED: dict[str, DiffusionModel] = {}  # fingerprint → audited model loaded by this process
+
+
+@dataclass
+class AuditedConfig:
+    source: str = ""  # what was audited (a path or zoo name), for the record
+    fingerprint: str = ""  # the audited weights' fingerprint: part of the record's identity
+    allow_pickle: bool = False
+
+
+class AuditedModel(UnlearningMethod):
+    """Not an unlearning method: returns the audited model as loaded, so the runner scores it."""
+
+    name: ClassVar[str] = "audited"
+    paper: ClassVar[str] = "— (the model under audit, as released)"
+    supports: ClassVar[frozenset[str]] = frozenset({"class", "text"})
+    Config = AuditedConfig
+    config: AuditedConfig
+
+    def unlearn(self, model: DiffusionModel, request: UnlearnRequest) -> UnlearnOutcome:
+        audited = _LOADED.get(self.config.fingerprint)
+        if audited is None:
+            from benchmark.models.loading import load_model
+
+            audited, _ = load_model(self.config.source, self.config.allow_pickle, template=model)
+            if audited.fingerprint() != self.config.fingerprint:
+                raise UnlearnbenchError(f"{self.config.source} changed since the audit was planned")
+        return UnlearnOutcome(audited.clone().to(request.device), steps=0, stats={"source": self.config.source})
+
+
+def track_of(model: DiffusionModel) -> str:
+    from benchmark.models.class_unet import ClassConditionalUNet
+    from benchmark.models.text_unet import TextConditionalUNet
+
+    if isinstance(model, ClassConditionalUNet):
+        return "class"
+    if isinstance(model, TextConditionalUNet):
+        return "text"
+    raise UnlearnbenchError(f"cannot audit a {type(model).__name__}: no scenario track for it")
+
+
+def read_prompts(path: str | Path) -> list[dict[str, Any]]:
+    """A prompt file in the I2P CSV layout: a ``prompt`` column, optional ``seed`` / ``guidance`` (or
+    ``evaluation_seed`` / ``evaluation_guidance`` as I2P names them)."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UnlearnbenchError(f"prompt file {path}: cannot read it ({exc})") from exc
+    if not rows or "prompt" not in rows[0]:
+        raise UnlearnbenchError(f"prompt file {path}: want a CSV with a 'prompt' column (I2P layout)")
+    out = []
+    for i, row in enumerate(rows, start=2):
+        seed = row.get("seed") or row.get("evaluation_seed") or "0"
+        guidance = row.get("guidance") or row.get("evaluation_guidance") or ""
+        try:
+            out.append({"prompt": row["prompt"], "seed": int(float(seed)),
+                        "guidance": float(guidance) if guidance else None})
+        except ValueError:
+            raise UnlearnbenchError(f"prompt file {path}: line {i}: seed {seed!r} / guidance {guidance!r} are not "
+                                    "numbers") from None
+    return out
+
+
+@dataclass
+class AuditPlan:
+    run: Any  # runner.RunPlan with the reference / oracle / audited cells
+    model_source: dict[str, Any]
+    reference_source: dict[str, Any]
+    prompts: list[dict[str, Any]]
+    out: Path
+    fingerprint: str = ""
+
+
+def plan_audit(model: str, reference: str | None = None, scenario: str | None = None, target: Any = None,
+               tier: str = "quick", seed: int = 0, attacks: list[str] | None = None, prompts: str | None = None,
+               allow_pickle: bool = False, device: str = "cpu", out: str | Path = "audit") -> AuditPlan:
+    """Load and check everything; write nothing."""
+    from benchmark import runner, zoo
+    from benchmark.models.loading import load_model
+    from benchmark.registry import METHODS
+    from benchmark.scenarios import load_scenario
+    from benchmark.scenarios.setup import setup_for
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UnlearnbenchError(f"--out {out} is a file, not a folder")
+    prompt_rows = read_prompts(prompts) if prompts else []
+    ref_model, ref_source = (load_model(reference, allow_pickle, what="reference") if reference else (None, {}))
+
+    def template() -> DiffusionModel:  # only a bare weights file needs an architecture to load into
+        if ref_model is not None:
+            return ref_model
+        if scenario is None:
+            raise UnlearnbenchError(f"model {model}: a bare weights file needs --reference (or --scenario) to give "
+                                    "its architecture")
+        return setup_for(load_scenario(scenario), target).base
+
+    audited, source = load_model(model, allow_pickle, template=template, what="model")
+    track = track_of(audited)
+    sc = load_scenario(scenario or TRACK_SCENARIOS[track])
+    if sc.track != track:
+        raise UnlearnbenchError(f"model {model} is a {track}-track model; scenario {sc.name} is {sc.track}-track")
+    if ref_model is not None and track_of(ref_model) != track:
+        raise UnlearnbenchError(f"reference {reference} is a {track_of(ref_model)}-track model; the audited one is "
+                                f"{track}-track")
+    if prompt_rows and track != "text":
+        raise UnlearnbenchError(f"--prompts applies to text-to-image models; {model} is a {track}-track model")
+    setup = setup_for(sc, target)
+    base = ref_model if ref_model is not None else setup.base
+    if not ref_source:
+        spec = sc.models["base"]
+        ref_source = {"kind": "zoo (the scenario's base)", "name": spec["zoo"], "sha256": spec.get("sha256")}
+    fingerprint = audited.fingerprint()
+    _LOADED[fingerprint] = audited
+    if "audited" not in METHODS:
+        METHODS.register("audited", AuditedModel, origin="audit")
+    names = ["original"]
+    oracle_name, _ = setup.oracle_entry()
+    if zoo.locate(oracle_name) is not None:
+        names.append("retrain")
+    names.append("audited")
+    run = runner.plan(sc.path.as_posix() if sc.overlay is None else sc.overlay["path"], names, None, tier, seed,
+                      device, out / "records", attacks=attacks, target=setup.target,
+                      overrides={"audited": {"source": str(model), "fingerprint": fingerprint,
+                                             "allow_pickle": allow_pickle}})
+    if ref_model is not None:
+        run.base = base
+    source = {**source, "fingerprint": fingerprint}
+    ref_source = {**ref_source, "fingerprint": base.fingerprint()}
+    return AuditPlan(run, source, ref_source, prompt_rows, out, fingerprint)
+
+
+def run_audit(plan: AuditPlan, show_progress: bool = True, log: Any = print) -> dict[str, Path]:
+    """Execute the cells (cached and resumable) and write report.html / report.md / report.json."""
+    import json
+
+    from benchmark import runner
+    from reports.audit import write_report
+
+    paths = runner.execute(plan.run, show_progress=show_progress, log=log)
+    records = [json.loads(p.read_text()) for p in paths]
+    failed = [r for r in records if r.get("status", "ok") != "ok"]
+    if failed:
+        f = failed[0]
+        raise UnlearnbenchError(f"the {f['method']['name']} cell failed in {f['failure']['stage']}: "
+                                f"{f['failure']['reason']}")
+    if plan.prompts:
+        plan.prompts = measure_prompts(plan, show_progress)
+    return write_report(records, plan)
+
+
+PROMPT_SAMPLES = 4
+
+
+def measure_prompts(plan: AuditPlan, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Each prompt of the user's file, sampled ``PROMPT_SAMPLES`` times (its seed, its guidance or the
+    card's) from the reference, the audited model and the oracle; the share the judge reads as the target."""
+    from tqdm.auto import tqdm
+
+    from benchmark.scenarios.setup import setup_for
+
+    run = plan.run
+    setup = setup_for(run.scenario, run.target, run.device, lambda *_: None)
+    if run.base is not None:
+        setup.base = run.base
+    ctx = setup.attack_context(run.tier, run.seed)
+    models = {"reference": setup.base, "audited": _LOADED[plan.fingerprint], "oracle": ctx.reference_models.get("oracle")}
+    rows = []
+    for row in tqdm(plan.prompts, desc="prompts", disable=not show_progress):
+        guidance = row["guidance"] if row["guidance"] is not None else ctx.guidance
+        out = {**row, "guidance_used": guidance, "n": PROMPT_SAMPLES}
+        for role, model in models.items():
+            if model is None:
+                continue
+            x = model.sample([row["prompt"]] * PROMPT_SAMPLES, seed=row["seed"], steps=ctx.sample_steps,
+                             guidance=guidance)
+            out[f"{role}_concept_rate"] = float(ctx.shows_concept(x).mean())
+        rows.append(out)
+    return rows

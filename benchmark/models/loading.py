@@ -1,0 +1,182 @@
+"""Loading a model someone hands us, safely: zoo names, diffusers folders, result records, weight files.
+
+Safetensors only by default. A pickle file (``.ckpt``, ``.bin``, ``.pt``, ``.pth``, or a diffusers folder
+whose weights are ``diffusion_pytorch_model.bin``) is refused with one line unless ``allow_pickle``; even
+then it is read with ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only,
+so a malicious pickle's code never runs (it fails to load instead). A bare weights file (safetensors or
+pickle) holds a UNet state dict and is loaded into the architecture of ``template`` (the reference
+model), refusing any missing, unexpected or mis-shaped tensor.
+
+Every load returns its provenance (what was loaded, from where, the sha256 of the weights file) for the
+audit report; the model's fingerprint is computed by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmark import UnlearnbenchError
+from benchmark.api import DiffusionModel
+
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+
+
+def load_model(spec: str, allow_pickle: bool = False, template: Any = None,
+               what: str = "model") -> tuple[DiffusionModel, dict[str, Any]]:
+    """``spec``: a zoo name, a folder (ours or a diffusers UNet folder), a result record (``.json``) with
+    saved weights, or a weights file loaded into ``template`` (a model, or a callable returning one, called
+    only when needed). Returns (model, provenance)."""
+    from benchmark import zoo
+    from benchmark.models.fingerprint import file_sha256
+
+    path = Path(spec)
+    if not path.exists():
+        if spec in zoo.zoo_names():
+            folder = zoo.locate(spec)
+            if folder is None:
+                raise UnlearnbenchError(f"{what} {spec!r}: zoo entry is not shipped or cached (build it with "
+                                        f"`unlearnbench zoo train {spec}`)")
+            return zoo.load_unet(spec), {"kind": "zoo", "name": spec, "path": str(folder),
+                                         "sha256": zoo.read_manifest(folder).get("sha256")}
+        raise UnlearnbenchError(f"{what} {spec!r}: no such file, folder or zoo entry")
+    if path.is_dir():
+        return _load_folder(path, allow_pickle, what)
+    if path.suffix == ".json":
+        return _load_record(path, allow_pickle, what)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        return _into_template(state, template, path, what), {"kind": "safetensors state dict", "path": str(path),
+                                                             "sha256": file_sha256(path)}
+    if path.suffix in PICKLE_SUFFIXES:
+        state = _load_pickle(path, allow_pickle, what)
+        return _into_template(state, template, path, what), {"kind": "pickle state dict (weights_only)",
+                                                             "path": str(path), "sha256": file_sha256(path)}
+    raise UnlearnbenchError(f"{what} {path}: unknown kind of file (want a folder, a .safetensors or a result "
+                            "record .json)")
+
+
+def _load_pickle(path: Path, allow_pickle: bool, what: str) -> dict[str, Any]:
+    if not allow_pickle:
+        raise UnlearnbenchError(f"{what} {path}: pickle files can run code when loaded; convert it to safetensors, "
+                                "or pass --allow-pickle to read it with torch.load(weights_only=True)")
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnlearnbenchError(f"{what} {path}: refused — it holds more than tensors (weights-only load failed: "
+                                f"{first})") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UnlearnbenchError(f"{what} {path}: expected a state dict of tensors, got {type(obj).__name__}")
+    return obj
+
+
+def _into_template(state: dict[str, Any], template: Any, path: Path, what: str) -> DiffusionModel:
+    if template is not None and not isinstance(template, DiffusionModel):
+        template = template()  # a callable that builds the architecture on demand
+    if template is None:
+        raise UnlearnbenchError(f"{what} {path}: a bare weights file needs a reference model whose architecture "
+                                "it fits (pass --reference)")
+    model = template.clone()
+    unet = model.modules()["unet"]
+    own = unet.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        detail = "; ".join(f"{label} {keys[:3]}{'…' if len(keys) > 3 else ''}" for label, keys in
+                           (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys)
+        raise UnlearnbenchError(f"{what} {path}: does not fit the reference architecture ({detail})")
+    unet.load_state_dict(state, strict=True)
+    return model
+
+
+def _load_folder(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionModel, dict[str, Any]]:
+    from benchmark.models.fingerprint import file_sha256
+
+    if (path / "model_index.json").is_file():
+        raise UnlearnbenchError(f"{what} {path}: a diffusers pipeline (model_index.json); Stable Diffusion pipelines "
+                                "are not supported yet — audit a class or text UNet folder written by unlearnbench")
+    unet_dir = path / "unet"
+    if not unet_dir.is_dir() or not (unet_dir / "config.json").is_file():
+        raise UnlearnbenchError(f"{what} {path}: not a model folder (expected unet/config.json and scheduler/, as "
+                                "unlearnbench and diffusers write them)")
+    if not (path / "scheduler").is_dir():
+        raise UnlearnbenchError(f"{what} {path}: missing component scheduler/ (the noise schedule)")
+    meta_file = path / "unlearnbench.json"
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise UnlearnbenchError(f"{what} {path}: unlearnbench.json is not valid JSON ({exc})") from exc
+    kind = meta.get("kind") or _guess_kind(unet_dir)
+    weights = unet_dir / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        pickled = unet_dir / "diffusion_pytorch_model.bin"
+        if pickled.is_file():
+            return _load_pickled_folder(path, pickled, kind, allow_pickle, what)
+        raise UnlearnbenchError(f"{what} {path}: missing component unet/diffusion_pytorch_model.safetensors")
+    if kind == "text_unet":
+        from benchmark.models.text_unet import TextConditionalUNet
+
+        model: DiffusionModel = TextConditionalUNet.from_pretrained(path)
+    elif kind == "class_unet":
+        from benchmark.models.class_unet import ClassConditionalUNet
+
+        model = ClassConditionalUNet.from_pretrained(path)
+    else:
+        raise UnlearnbenchError(f"{what} {path}: unknown model kind {kind!r} (class_unet or text_unet)")
+    return model, {"kind": f"folder ({kind})", "path": str(path), "sha256": file_sha256(weights)}
+
+
+def _guess_kind(unet_dir: Path) -> str:
+    config = json.loads((unet_dir / "config.json").read_text())
+    cls = config.get("_class_name", "")
+    return {"UNet2DModel": "class_unet", "UNet2DConditionModel": "text_unet"}.get(cls, cls or "unknown")
+
+
+def _load_pickled_folder(path: Path, pickled: Path, kind: str, allow_pickle: bool,
+                         what: str) -> tuple[DiffusionModel, dict[str, Any]]:
+    """A diffusers folder whose weights are a pickle: built from its config, weights read weights-only."""
+    from benchmark.models.fingerprint import file_sha256
+
+    state = _load_pickle(pickled, allow_pickle, what)
+    if kind != "class_unet":
+        raise UnlearnbenchError(f"{what} {path}: pickled weights are supported for class UNet folders only; "
+                                "convert to safetensors")
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from benchmark.models.class_unet import ClassConditionalUNet
+
+    unet = UNet2DModel.from_config(UNet2DModel.load_config(path / "unet"))
+    template = ClassConditionalUNet(unet, DDPMScheduler.from_pretrained(path / "scheduler"),
+                                    unet.config.num_class_embeds - 1)
+    model = _into_template(state, template, pickled, what)
+    return model, {"kind": "folder (class_unet, pickled weights read weights-only)", "path": str(path),
+                   "sha256": file_sha256(pickled)}
+
+
+def _load_record(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionModel, dict[str, Any]]:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnlearnbenchError(f"{what} {path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(rec, dict) or rec.get("kind") != "unlearnbench.result":
+        raise UnlearnbenchError(f"{what} {path}: not an unlearnbench result record")
+    weights = (rec.get("artifacts") or {}).get("weights")
+    if not weights:
+        raise UnlearnbenchError(f"{what} {path}: the record kept no weights; rerun its cell with "
+                                "`unlearnbench run --save-weights`")
+    model, prov = _load_folder(path.parent / weights, allow_pickle, what)
+    expected = (rec.get("model") or {}).get("fingerprint")
+    if expected and model.fingerprint() != expected:
+        raise UnlearnbenchError(f"{what} {path}: the saved weights do not match the record's model fingerprint")
+    return model, {**prov, "kind": f"result record ({rec['method']['name']}, seed {rec['seed']})", "record": str(path)}

@@ -1,0 +1,312 @@
+"""The audit report: ``report.json`` (schema-versioned), ``report.md`` and one self-contained ``report.html``.
+
+Built from the audit's result records only (``benchmark/audit.py``): the audited model, its reference (the
+model it was derived from) and the oracle (retrained without the target), scored by the same metrics and
+attacks as the leaderboard. For every forget metric and attack value the report gives the three values with
+their 95% intervals and a verdict: **distinguishable from the oracle** when the audited model's interval and
+the oracle's do not overlap (for values without an interval — relearning steps — when the audited model
+relearns in fewer steps than the oracle), with the evidence in words. A model that really forgot behaves
+like the oracle; one distinguishable from it on any attack left a trace an auditor can measure.
+
+The HTML inlines its images (data URIs) and carries a Content-Security-Policy that forbids scripts and
+network requests; every user-supplied string (paths, names, prompts) is escaped by Jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.atomic import write_text_atomic
+
+SCHEMA_VERSION = 1
+REPORT_KIND = "unlearnbench.audit"
+FORGET_METRICS = ("forget_accuracy", "forget_accuracy_paraphrase", "p_forgotten", "p_forgotten_digits",
+                  "clip_score_forget")
+UTILITY_METRICS = ("retain_accuracy", "retain_accuracy_neighbours", "retain_accuracy_others", "clip_score_retain",
+                   "fid", "fid_to_original", "kid")
+ROLES = ("reference", "audited", "oracle")
+
+
+def _value(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not m or m.get("value") is None:
+        return None
+    return {"value": float(m["value"]), "ci": m.get("ci"), "n": m.get("n")}
+
+
+def _fmt(v: dict[str, Any] | None, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    ci = v.get("ci")
+    text = f"{v['value']:.{digits}f}"
+    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci and ci[0] is not None else "")
+
+
+def _disjoint(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    if not a.get("ci") or not b.get("ci") or a["ci"][0] is None or b["ci"][0] is None:
+        return None
+    return a["ci"][1] < b["ci"][0] or b["ci"][1] < a["ci"][0]
+
+
+def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] | None,
+            reference: dict[str, Any] | None, fewer_leaks: bool = False) -> dict[str, Any]:
+    """Whether the audited value is distinguishable from the oracle's (else from the reference's), and why."""
+    if audited is None:
+        return {"distinguishable": None, "against": None, "evidence": f"{label}: no value for the audited model"}
+    against, other = ("oracle", oracle) if oracle is not None else ("reference", reference)
+    if other is None:
+        return {"distinguishable": None, "against": None, "evidence": f"{label}: nothing to compare with"}
+    split = _disjoint(audited, other)
+    if split is None:  # a value without an interval (relearning steps): the direction that leaks
+        dist = audited["value"] < other["value"] if fewer_leaks else audited["value"] != other["value"]
+        evidence = (f"{label}: {audited['value']:.3g} for the audited model vs {other['value']:.3g} for the {against} "
+                    "(one run, no interval)")
+    else:
+        dist = split
+        evidence = (f"{label}: {_fmt(audited)} for the audited model vs {_fmt(other)} for the {against}: the 95% "
+                    f"intervals {'do not overlap' if split else 'overlap'}")
+    if against == "oracle" and reference is not None and _disjoint(audited, reference) is False and dist:
+        evidence += "; it is still within the reference's interval (looks like the model before unlearning)"
+    return {"distinguishable": bool(dist), "against": against, "evidence": evidence}
+
+
+def _attack_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    audited = records["audited"]
+    rows = []
+    for attack, entry in (audited.get("attacks") or {}).items():
+        if entry.get("status") != "ok":
+            rows.append({"attack": attack, "value": "", "status": entry.get("status"), "reason": entry.get("reason"),
+                         "verdict": {"distinguishable": None, "against": None,
+                                     "evidence": f"{attack} {entry.get('status')}: {entry.get('reason')}"}})
+            continue
+        values = entry.get("values") or {}
+        heads = [k for k in values if f"{k}_oracle" in values or f"{k}_original" in values]
+        for key in heads or list(values)[:1]:
+            a, o, r = _value(values.get(key)), _value(values.get(f"{key}_oracle")), _value(values.get(f"{key}_original"))
+            label = f"{attack} {key}"
+            rows.append({"attack": attack, "value": key, "status": "ok", "protocol": values[key].get("protocol", ""),
+                         "higher_is_better": values[key].get("higher_is_better"),
+                         "audited": a, "oracle": o, "reference": r,
+                         "verdict": verdict(label, a, o, r, fewer_leaks=key == "relearn_steps")})
+    return rows
+
+
+def _metric_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    audited = records["audited"]["metrics"]
+    for key in FORGET_METRICS + UTILITY_METRICS:
+        if key not in audited:
+            continue
+        vals = {role: _value((records.get(role) or {}).get("metrics", {}).get(key)) for role in ROLES}
+        row = {"metric": key, "protocol": audited[key].get("protocol", ""),
+               "higher_is_better": audited[key].get("higher_is_better"), **vals, "forget_side": key in FORGET_METRICS}
+        if key in FORGET_METRICS:
+            row["verdict"] = verdict(key, vals["audited"], vals["oracle"], vals["reference"])
+        rows.append(row)
+    return rows
+
+
+def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any]:
+    by = {r["method"]["name"]: r for r in records_list}
+    records = {"audited": by["audited"], "reference": by["original"], "oracle": by.get("retrain")}
+    attacks, metrics = _attack_rows(records), _metric_rows(records)
+    judged = [r for r in attacks + metrics if r.get("verdict", {}).get("distinguishable") is not None]
+    flagged = [r for r in judged if r["verdict"]["distinguishable"]]
+    against = "the oracle (retrained without the target)" if records["oracle"] else "the reference (no oracle available)"
+    summary = (f"distinguishable from {against} on {len(flagged)} of {len(judged)} forget-side measurements"
+               + (": " + "; ".join(f"{r.get('attack', r.get('metric'))} {r.get('value', '')}".strip() for r in flagged)
+                  if flagged else " — no measurable trace of the target at this tier"))
+    s = by["audited"]["scenario"]
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": REPORT_KIND,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "harness": by["audited"]["harness"],
+        "scenario": {k: s.get(k) for k in ("name", "version", "config_hash", "track", "tier", "forget_class",
+                                           "forget_target", "forget_concept", "samples_per_class", "guidance")
+                     if s.get(k) is not None},
+        "seed": by["audited"]["seed"],
+        "model": plan.model_source, "reference": plan.reference_source,
+        "oracle": ({"name": (records["oracle"]["method_stats"] or {}).get("source"),
+                    "fingerprint": records["oracle"]["model"]["fingerprint"]} if records["oracle"] else None),
+        "judges": by["audited"].get("judges"),
+        "verdict": {"summary": summary, "against": "oracle" if records["oracle"] else "reference",
+                    "distinguishable": len(flagged), "judged": len(judged)},
+        "metrics": metrics, "attacks": attacks,
+        "prompts": plan.prompts,
+        "records": {role: rec.get("identity") for role, rec in records.items() if rec},
+    }
+
+
+# -- figures --------------------------------------------------------------------------------------------
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def attack_bars(report: dict[str, Any]) -> bytes | None:
+    """One panel per attack value: reference, audited and oracle with their 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["attacks"] if r.get("audited")] + [r for r in report["metrics"] if r.get("verdict")]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.4 * len(rows), 2.8), squeeze=False)
+    colours = {"reference": "#888888", "audited": "#d62728", "oracle": "#2ca02c"}
+    for ax, row in zip(axes[0], rows):
+        for i, role in enumerate(ROLES):
+            v = row.get(role)
+            if v is None:
+                continue
+            ci = v.get("ci")
+            err = ([[v["value"] - ci[0]], [ci[1] - v["value"]]] if ci and ci[0] is not None else None)
+            ax.bar(i, v["value"], color=colours[role], yerr=err, capsize=3)
+        ax.set_xticks(range(3), ROLES, rotation=30, fontsize=7)
+        ax.set_title(f"{row.get('attack', '')} {row.get('value', row.get('metric', ''))}".strip(), fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("95% intervals; the audited model should look like the oracle", fontsize=8)
+    return _png(fig)
+
+
+def roc_curves(records: dict[str, dict[str, Any]]) -> bytes | None:
+    """ROC curves of the membership attacks on the forget set: audited, reference and oracle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    attacks = [a for a, e in (records["audited"].get("attacks") or {}).items()
+               if e.get("status") == "ok" and ((e.get("values") or {}).get("auc_forget") or {}).get("extra", {}).get("roc")]
+    if not attacks:
+        return None
+    fig, axes = plt.subplots(1, len(attacks), figsize=(3 * len(attacks), 3), squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        values = records["audited"]["attacks"][attack]["values"]
+        for key, label, colour in (("auc_forget", "audited", "#d62728"), ("auc_forget_original", "reference", "#888888"),
+                                   ("auc_forget_oracle", "oracle", "#2ca02c")):
+            roc = ((values.get(key) or {}).get("extra") or {}).get("roc")
+            if roc:
+                ax.plot(roc["fpr"], roc["tpr"], color=colour, label=f"{label} (AUC {values[key]['value']:.2f})")
+        ax.plot([0, 1], [0, 1], ":", color="#bbbbbb")
+        ax.set_title(attack, fontsize=8)
+        ax.set_xlabel("FPR", fontsize=7)
+        ax.set_ylabel("TPR", fontsize=7)
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    return _png(fig)
+
+
+def relearning_curves(records: dict[str, dict[str, Any]], record_dir: Path) -> bytes | None:
+    """Forget accuracy while fine-tuning on the target again (the relearning attack's per-step rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for role in ROLES:
+        rec = records.get(role)
+        entry = (rec or {}).get("attacks", {}).get("relearning") or {}
+        if entry.get("per_item_file") and (record_dir / entry["per_item_file"]).is_file():
+            curves[role] = pd.read_csv(record_dir / entry["per_item_file"])
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(4, 3))
+    for role, df in curves.items():
+        ycol = [c for c in df.columns if c != "step"][0]
+        ax.plot(df["step"], df[ycol], marker="o", ms=3, label=role)
+    ax.set_xlabel("relearning steps", fontsize=8)
+    ax.set_ylabel("judge: forget accuracy", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
+    return _png(fig)
+
+
+# -- writing --------------------------------------------------------------------------------------------
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _template() -> Any:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = _fmt
+    return env.get_template("audit.html.j2")
+
+
+def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
+    esc = html.escape
+    lines = [f"# Audit of {esc(str(report['model'].get('path') or report['model'].get('name')))}", "",
+             f"**Verdict:** {esc(report['verdict']['summary'])}", "",
+             f"Scenario {esc(report['scenario']['name'])} v{report['scenario']['version']} "
+             f"(config {report['scenario']['config_hash']}), tier {report['scenario']['tier']}, seed {report['seed']}; "
+             f"harness {report['harness'].get('version')} ({report['harness'].get('commit')}).", "",
+             "| role | what | fingerprint |", "|---|---|---|"]
+    for role in ("model", "reference", "oracle"):
+        src = report.get(role) or {}
+        what = src.get("path") or src.get("name") or "–"
+        lines.append(f"| {role} | {esc(str(what))} ({esc(str(src.get('kind', '')))}) | "
+                     f"`{str(src.get('fingerprint', ''))[:16]}` |")
+    lines += ["", "## Attacks", "", "| attack | value | reference | audited | oracle | distinguishable | evidence |",
+              "|---|---|---|---|---|---|---|"]
+    for r in report["attacks"]:
+        d = r["verdict"]["distinguishable"]
+        lines.append(f"| {esc(r['attack'])} | {esc(r.get('value', ''))} | {_fmt(r.get('reference'))} | "
+                     f"{_fmt(r.get('audited'))} | {_fmt(r.get('oracle'))} | {'–' if d is None else ('yes' if d else 'no')} | "
+                     f"{esc(r['verdict']['evidence'])} |")
+    lines += ["", "## Metrics", "", "| metric | reference | audited | oracle | verdict |", "|---|---|---|---|---|"]
+    for r in report["metrics"]:
+        v = r.get("verdict")
+        lines.append(f"| {r['metric']} | {_fmt(r.get('reference'))} | {_fmt(r.get('audited'))} | {_fmt(r.get('oracle'))} "
+                     f"| {esc(v['evidence']) if v else ''} |")
+    lines += [""] + [f"![{name}]({path})" for name, path in figures.items()] + [""]
+    return "\n".join(lines)
+
+
+def write_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Path]:
+    """report.json, report.md (figures beside it) and the self-contained report.html in ``plan.out``."""
+    report = build_report(records_list, plan)
+    by = {r["method"]["name"]: r for r in records_list}
+    records = {"audited": by["audited"], "reference": by["original"], "oracle": by.get("retrain")}
+    record_dir = plan.run.out_dir
+    figures = {"attack values": attack_bars(report), "membership ROC": roc_curves(records),
+               "relearning": relearning_curves(records, record_dir)}
+    grids = {}
+    for role, rec in records.items():
+        grid = (rec or {}).get("artifacts", {}).get("sample_grid")
+        if grid and (record_dir / grid).is_file():
+            grids[role] = (record_dir / grid).read_bytes()
+    out = Path(plan.out)
+    fig_files = {}
+    for name, png in [*figures.items(), *((f"samples: {r}", g) for r, g in grids.items())]:
+        if png is None:
+            continue
+        path = out / "figures" / (name.replace(": ", "_").replace(" ", "_") + ".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from benchmark.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(png)
+        fig_files[name] = f"figures/{path.name}"
+    html_text = _template().render(r=report, figures={k: _data_uri(v) for k, v in figures.items() if v},
+                                   grids={k: _data_uri(v) for k, v in grids.items()})
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+    write_text_atomic(paths["json"], json.dumps(report, indent=2, default=str) + "\n")
+    write_text_atomic(paths["md"], _markdown(report, fig_files))
+    write_text_atomic(paths["html"], html_text)
+    return paths

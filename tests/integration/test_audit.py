@@ -1,0 +1,164 @@
+"""`unlearnbench audit` on real models of the shipped zoo: verdicts, safe loading, bad input, the report in a browser."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmark import zoo
+from benchmark.cli import main
+
+EVIL_NAME = '<img src=x onerror=alert(1)>'
+
+
+@pytest.fixture(scope="module")
+def base_audit(tmp_path_factory) -> Path:
+    """The original model itself, audited from a folder whose name is an HTML injection attempt."""
+    root = tmp_path_factory.mktemp("audit")
+    model = root / EVIL_NAME
+    shutil.copytree(zoo.locate("mnist-unet-base"), model)
+    out = root / "out"
+    assert main(["audit", str(model), "--tier", "smoke", "--attacks", "loss_threshold,relearning", "--out", str(out),
+                 "--no-progress"]) == 0
+    return out
+
+
+def test_the_original_is_distinguishable_from_the_oracle(base_audit):
+    report = json.loads((base_audit / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["kind"] == "unlearnbench.audit"
+    assert report["model"]["fingerprint"] == report["reference"]["fingerprint"]  # it *is* the original
+    assert report["oracle"]["name"].startswith("zoo:mnist-unet-retrain-c0")
+    forget = next(m for m in report["metrics"] if m["metric"] == "forget_accuracy")
+    assert forget["verdict"]["distinguishable"] and forget["audited"]["value"] >= 0.75
+    assert report["verdict"]["distinguishable"] >= 1 and report["verdict"]["against"] == "oracle"
+    attacks = {(a["attack"], a["value"]) for a in report["attacks"]}
+    assert ("loss_threshold", "auc_forget") in attacks and ("relearning", "relearn_steps") in attacks
+    assert (base_audit / "report.md").is_file() and (base_audit / "figures" / "membership_ROC.png").is_file()
+
+
+def test_the_oracle_is_not_distinguishable_from_itself(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["audit", "mnist-unet-retrain-c0", "--tier", "smoke", "--attacks", "none", "--out", str(out),
+                 "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"]["distinguishable"] == 0 and report["verdict"]["judged"] >= 3
+    assert "no measurable trace" in capsys.readouterr().out
+
+
+def test_a_result_record_with_saved_weights_is_audited(tmp_path):
+    runs = tmp_path / "runs"
+    assert main(["run", "--tier", "smoke", "--methods", "finetune", "--attacks", "none", "--save-weights", "--out",
+                 str(runs), "--no-progress"]) == 0
+    record = next(runs.glob("*finetune*.json"))
+    assert record.with_suffix(".weights").is_dir()
+    assert main(["audit", str(record), "--tier", "smoke", "--attacks", "none", "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 0
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["model"]["fingerprint"] == json.loads(record.read_text())["model"]["fingerprint"]
+    assert "result record (finetune, seed 0)" in report["model"]["kind"]
+
+
+class _Evil:
+    """Unpickling this would write a file: it must never happen."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("unlearnbench: error:"), err
+    return err[0]
+
+
+def test_pickles_are_refused_and_a_malicious_one_runs_nothing(tmp_path, capsys):
+    marker = tmp_path / "marker.txt"
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"unet.weight": _Evil(marker)}))
+    out = tmp_path / "out"
+    assert main(["audit", str(evil), "--reference", "mnist-unet-base", "--out", str(out)]) == 2
+    assert "pickle files can run code" in _one_error(capsys)
+    assert main(["audit", str(evil), "--reference", "mnist-unet-base", "--allow-pickle", "--out", str(out)]) == 2
+    assert "refused" in _one_error(capsys)
+    assert not marker.exists() and not out.exists()
+
+
+def test_a_plain_state_dict_pickle_loads_weights_only(tmp_path):
+    import torch
+
+    from benchmark.models.loading import load_model
+
+    base = zoo.load_unet("mnist-unet-base")
+    ckpt = tmp_path / "weights.pt"
+    torch.save(base.unet.state_dict(), ckpt)
+    model, source = load_model(str(ckpt), allow_pickle=True, template=base)
+    assert model.fingerprint() == base.fingerprint() and "weights_only" in source["kind"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "not a model folder"),
+    ("no-scheduler", "missing component scheduler/"),
+    ("wrong-track", "is a class-track model; scenario mnist-text-object is text-track"),
+    ("bad-prompts", "prompt file"),
+    ("pipeline", "Stable Diffusion pipelines are not supported yet"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsys):
+    folder = tmp_path / "model"
+    args = [str(folder)]
+    if case == "empty":
+        folder.mkdir()
+    elif case == "no-scheduler":
+        shutil.copytree(zoo.locate("mnist-unet-base") / "unet", folder / "unet")
+    elif case == "pipeline":
+        folder.mkdir()
+        (folder / "model_index.json").write_text("{}")
+    else:
+        shutil.copytree(zoo.locate("mnist-unet-base"), folder)
+        if case == "wrong-track":
+            args += ["--scenario", "mnist-text-object"]
+        else:
+            (tmp_path / "p.csv").write_text("text,seed\nhello,1\n")
+            args += ["--prompts", str(tmp_path / "p.csv")]
+    out = tmp_path / "out"
+    assert main(["audit", *args, "--out", str(out)]) == 2
+    assert message in _one_error(capsys)
+    assert not out.exists()
+
+
+def test_report_escapes_user_strings(base_audit):
+    text = (base_audit / "report.html").read_text()
+    assert EVIL_NAME not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
+
+
+def test_report_renders_in_a_real_browser(base_audit):
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium binary (Debian: apt-get install chromium; .ci/run installs it)")
+    errors, requests, dialogs = [], [], []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto((base_audit / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        title = page.inner_text("#model-path")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        rows = page.eval_on_selector_all("#attacks tr", "els => els.length")
+        browser.close()
+    assert not errors and not dialogs
+    assert all(url.startswith(("file://", "data:")) for url in requests), requests
+    assert EVIL_NAME in title  # shown as text, executed nothing
+    assert len(images) >= 4 and all(done and width > 0 for done, width in images), images
+    assert rows >= 3
