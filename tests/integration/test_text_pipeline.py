@@ -88,3 +88,21 @@ def test_bad_text_input_is_one_line_and_exit_2(tiny_card, tmp_path, args, messag
     assert res.returncode == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("unlearnbench: error:") and message in lines[0], res.stderr
+
+
+def test_audit_of_a_text_model_measures_the_prompt_file(tiny_card, tmp_path):
+    card, env = tiny_card
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text('prompt,seed,guidance\nzero,3,\n"<script>alert(1)</script> a red digit 0",4,2.0\n')
+    out = tmp_path / "audit"
+    model = Path(env["UNLEARNBENCH_CACHE"]) / "zoo" / "tiny-text-base"
+    res = _cli(["audit", str(model), "--scenario", str(card), "--tier", "smoke", "--attacks", "none", "--prompts",
+                str(prompts), "--out", str(out), "--no-progress"], env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["scenario"]["track"] == "text" and report["oracle"] is None  # no oracle for the tiny card
+    rows = report["prompts"]
+    assert [r["seed"] for r in rows] == [3, 4] and rows[1]["guidance_used"] == 2.0
+    assert all(0.0 <= r["audited_concept_rate"] <= 1.0 and "reference_concept_rate" in r for r in rows)
+    page = (out / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
