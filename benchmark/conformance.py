@@ -123,7 +123,7 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
             pass
         else:
             raise AssertionError("make_config accepted an unknown option")
-        from benchmark.pytest_plugin import parse_expectation
+        from benchmark.expectations import parse_expectation
         from benchmark.scenarios import TIERS
 
         for tier, budget in (getattr(cls, "tier_budgets", None) or {}).items():

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from benchmark.expectations import check_expectation, parse_expectation  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -174,32 +174,6 @@ class Bench:
         row = self._rows[key]
         self.used.append(row)
         return row
-
-
-_RULE = re.compile(r"^\s*(<=|<|>=|>)\s*(?:([0-9.eE+\-]+)\s*\*\s*)?([a-z][a-z0-9_\-]*|[0-9.eE+\-]+)\s*$")
-_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
-
-
-def parse_expectation(rule: str) -> tuple[str, float, str | float]:
-    """``"<= 0.5 * original"`` → ("<=", 0.5, "original"); ``"< 0.1"`` → ("<", 1.0, 0.1)."""
-    m = _RULE.match(str(rule))
-    if not m:
-        raise ValueError(f"expectation {rule!r}: write OP [FACTOR *] (NUMBER | BASELINE), e.g. '<= 0.5 * original'")
-    op, factor, rhs = m.group(1), float(m.group(2) or 1.0), m.group(3)
-    try:
-        return op, factor, float(rhs)
-    except ValueError:
-        return op, factor, rhs
-
-
-def check_expectation(row: Row, metric: str, rule: str) -> str:
-    """'' when the row's mean ``metric`` satisfies ``rule``, else a one-line account of the miss."""
-    op, factor, rhs = parse_expectation(rule)
-    value = row[metric].value
-    bound = factor * (rhs if isinstance(rhs, float) else row.baseline(rhs)[metric].value)
-    if _OPS[op](value, bound):
-        return ""
-    return f"{row.method} {metric} = {value:.4g}, expected {op} {bound:.4g} ({rule})"
 
 
 def default_results_dir() -> Path:

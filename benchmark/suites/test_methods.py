@@ -54,6 +54,6 @@ def test_tier_cell(name: str, unlearnbench) -> None:
 
 
 def _check(row, metric: str, rule: str) -> str:
-    from benchmark.pytest_plugin import check_expectation
+    from benchmark.expectations import check_expectation
 
     return check_expectation(row, metric, rule)
