@@ -89,6 +89,14 @@ class DiffusionModel(abc.ABC):
     def alphas_cumprod(self) -> Tensor:
         """ᾱ_t for t = 0..T−1 (float32, on the model's device)."""
 
+    def encode_images(self, x: Tensor) -> Tensor:
+        """Model space ↔ image space; identity for pixel-space models (images in [-1, 1] → model space)."""
+        return x
+
+    def decode_latents(self, z: Tensor) -> Tensor:
+        """Model space ↔ image space; identity for pixel-space models (model space → images in [-1, 1])."""
+        return z
+
     def loss(
         self,
         x0: Tensor,

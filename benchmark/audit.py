@@ -61,6 +61,11 @@ def track_of(model: DiffusionModel) -> str:
         return "class"
     if isinstance(model, TextConditionalUNet):
         return "text"
+    from benchmark.models.stable_diffusion import StableDiffusionModel
+
+    if isinstance(model, StableDiffusionModel):
+        raise UnlearnbenchError("Stable Diffusion models load (benchmark.models.stable_diffusion) but have no audit "
+                                "scenario yet (a prompt-set scenario with NudeNet / CLIP judges is the next step)")
     raise UnlearnbenchError(f"cannot audit a {type(model).__name__}: no scenario track for it")
 
 

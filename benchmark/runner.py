@@ -357,8 +357,14 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
     sc, setup = run.scenario, shared.setup
     ident = cell_identity(run, cell)
     path = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier, ident.key)
+    legacy = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier)
+    if force and legacy.exists():  # recomputed under its identity: the old-style record of this cell goes
+        old = _read(legacy) or {}
+        if (old.get("scenario", {}).get("config_hash") == ident.scenario_hash
+                and (old.get("method") or {}).get("config") == ident.config):
+            for side in [legacy, *_companions(legacy)]:
+                shutil.rmtree(side, ignore_errors=True) if side.is_dir() else side.unlink(missing_ok=True)
     if not force:
-        legacy = run.out_dir / record_filename(sc.name, setup.target_tag, cell.name, run.seed, run.tier)
         if not path.exists() and legacy.exists():
             adopt_legacy(legacy, path, ident, log)
         if path.exists():

@@ -19,15 +19,16 @@ from torch import Tensor
 
 @torch.no_grad()
 def guided_ddim(model: Any, x: Tensor, cond: Tensor, null: Tensor, scheduler_config: Any, steps: int,
-                combine: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-    """Denoise the batch ``x`` (pure noise) in ``steps`` DDIM steps under ``cond`` with CFG."""
+                combine: Callable[[Tensor, Tensor], Tensor], clamp: bool = True) -> Tensor:
+    """Denoise the batch ``x`` (pure noise) in ``steps`` DDIM steps under ``cond`` with CFG; ``clamp``
+    clamps the result to [−1, 1] (pixel space; a latent-space model decodes first and clamps images)."""
     ddim = DDIMScheduler.from_config(scheduler_config, clip_sample=False)
     ddim.set_timesteps(steps)
     both = torch.cat([null, cond])
     for t in ddim.timesteps:
         e_u, e_c = model.eps(torch.cat([x, x]), t.to(x.device), both).chunk(2)
         x = ddim.step(combine(e_u, e_c), t, x).prev_sample
-    return x.clamp(-1, 1)
+    return x.clamp(-1, 1) if clamp else x
 
 
 class ScheduledUNet:

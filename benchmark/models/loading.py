@@ -103,9 +103,13 @@ def _into_template(state: dict[str, Any], template: Any, path: Path, what: str) 
 def _load_folder(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionModel, dict[str, Any]]:
     from benchmark.models.fingerprint import file_sha256
 
-    if (path / "model_index.json").is_file():
-        raise UnlearnbenchError(f"{what} {path}: a diffusers pipeline (model_index.json); Stable Diffusion pipelines "
-                                "are not supported yet — audit a class or text UNet folder written by unlearnbench")
+    if (path / "model_index.json").is_file():  # a diffusers Stable Diffusion pipeline folder
+        from benchmark.models.stable_diffusion import StableDiffusionModel
+
+        weights = path / "unet" / "diffusion_pytorch_model.safetensors"
+        model = StableDiffusionModel.from_pretrained(path)  # safetensors only; one-line errors for what is missing
+        return model, {"kind": "folder (Stable Diffusion pipeline)", "path": str(path),
+                       "sha256": file_sha256(weights) if weights.is_file() else None}
     unet_dir = path / "unet"
     if not unet_dir.is_dir() or not (unet_dir / "config.json").is_file():
         raise UnlearnbenchError(f"{what} {path}: not a model folder (expected unet/config.json and scheduler/, as "

@@ -107,7 +107,7 @@ def test_a_plain_state_dict_pickle_loads_weights_only(tmp_path):
     ("no-scheduler", "missing component scheduler/"),
     ("wrong-track", "is a class-track model; scenario mnist-text-object is text-track"),
     ("bad-prompts", "prompt file"),
-    ("pipeline", "Stable Diffusion pipelines are not supported yet"),
+    ("pipeline", "missing component"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsys):
     folder = tmp_path / "model"
@@ -162,3 +162,14 @@ def test_report_renders_in_a_real_browser(base_audit):
     assert EVIL_NAME in title  # shown as text, executed nothing
     assert len(images) >= 4 and all(done and width > 0 for done, width in images), images
     assert rows >= 3
+
+
+def test_a_stable_diffusion_folder_loads_but_has_no_audit_scenario_yet(tmp_path, capsys):
+    from benchmark.models.stable_diffusion import tiny_stable_diffusion
+
+    folder = tmp_path / "sd"
+    tiny_stable_diffusion(seed=0, image_size=16).save_pretrained(folder)
+    capsys.readouterr()  # transformers' own progress bar while saving
+    out = tmp_path / "out"
+    assert main(["audit", str(folder), "--out", str(out)]) == 2
+    assert "Stable Diffusion models load" in _one_error(capsys) and not out.exists()
