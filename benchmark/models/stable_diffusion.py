@@ -208,6 +208,8 @@ class StableDiffusionModel(ScheduledUNet, DiffusionModel):
         sha256 of ``unet/diffusion_pytorch_model.safetensors``, verified when given."""
         from transformers import CLIPTextModel, CLIPTokenizer
 
+        _quiet_hub_progress()
+
         path = Path(path)
         if not path.is_dir():
             raise UnlearnbenchError(f"{path}: no such Stable Diffusion pipeline folder")
@@ -253,6 +255,8 @@ class StableDiffusionModel(ScheduledUNet, DiffusionModel):
         """A diffusers ``StableDiffusionPipeline`` folder (no safety checker): ``model_index.json``,
         ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``; weights as safetensors."""
         import diffusers
+
+        _quiet_hub_progress()
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -491,3 +495,12 @@ def tiny_stable_diffusion(seed: int = 0, image_size: int = 32,
         pad_token_id=tokenizer.pad_token_id))
     scheduler = DDPMScheduler.from_config(stable_diffusion_scheduler_config())
     return StableDiffusionModel(unet, vae, text.eval(), tokenizer, scheduler)
+
+
+def _quiet_hub_progress() -> None:
+    """transformers / diffusers draw their own loading bars on stderr; the CLI keeps stderr for errors."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

@@ -169,7 +169,7 @@ def test_a_stable_diffusion_folder_loads_but_has_no_audit_scenario_yet(tmp_path,
 
     folder = tmp_path / "sd"
     tiny_stable_diffusion(seed=0, image_size=16).save_pretrained(folder)
-    capsys.readouterr()  # transformers' own progress bar while saving
+    capsys.readouterr()
     out = tmp_path / "out"
     assert main(["audit", str(folder), "--out", str(out)]) == 2
     assert "Stable Diffusion models load" in _one_error(capsys) and not out.exists()
