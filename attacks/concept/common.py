@@ -93,6 +93,21 @@ def decode(ids: Sequence[int]) -> str:
     return tokenizer().decode(list(ids)).strip()
 
 
+def special_tokens(model: DiffusionModel) -> tuple[int, int, int]:
+    """(start, end, pad) token ids of the model's tokenizer, read off the tokenised empty prompt, which is
+    [start, end, pad, …]: the project's tiny CLIP pads with 0, SD v1's tokenizer with the end token (49407),
+    SD 2's with "!" (0)."""
+    empty = model.tokenize([""])[0]  # type: ignore[attr-defined]
+    return int(empty[0]), int(empty[1]), int(empty[2])
+
+
+def n_tokens(ids: Tensor, end: int) -> int:
+    """Length of one tokenised prompt (1-d ids), start and end tokens included: up to its first end token,
+    whatever the padding after it (counting non-zero ids only works for a tokenizer that pads with 0)."""
+    at = torch.nonzero(ids == end).flatten()
+    return int(at[0]) + 1 if len(at) else int(ids.shape[0])
+
+
 class SlotPrompt:
     """A prompt with ``k`` token slots, filled from embeddings: ``embeddings(slot_embeds)`` gives 1 × L × D
     token embeddings for ``model.encode_embeddings``, ``with_tokens(ids)`` the plain text with real tokens.
@@ -106,12 +121,14 @@ class SlotPrompt:
         before, _, after = prompt.partition("{}") if "{}" in prompt else ("", "", prompt)
         head = model.tokenize([before.strip()])[0]  # type: ignore[attr-defined]
         tail = model.tokenize([after.strip()])[0]  # type: ignore[attr-defined]
-        n_head, n_tail = int((head != 0).sum()) - 1, int((tail != 0).sum()) - 1  # without EOT / SOT
+        _, end, pad_id = special_tokens(model)
+        n_head, n_tail = n_tokens(head, end) - 1, n_tokens(tail, end) - 1  # without EOT / SOT
         context = head.shape[0]
         if n_head + k + n_tail > context:
             raise UnlearnbenchError(f"prompt {prompt!r} with {k} inserted tokens exceeds the text context "
                                     f"({n_head + k + n_tail} > {context} tokens)")
-        pad = torch.zeros(context - (n_head + k + n_tail), dtype=head.dtype)
+        # the tokenizer's own padding (0 on the tiny CLIP, the end token on SD v1), as a typed prompt has
+        pad = torch.full((context - (n_head + k + n_tail),), pad_id, dtype=head.dtype)
         self.ids = torch.cat([head[:n_head], torch.zeros(k, dtype=head.dtype), tail[1:1 + n_tail], pad])
         self.slots = slice(n_head, n_head + k)
         self._before, self._after = before.strip(), after.strip()

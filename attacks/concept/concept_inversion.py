@@ -100,6 +100,8 @@ class ConceptInversion(Attack):
         clock = context.budget.start()
         frozen = model.clone().to(model.device).eval().requires_grad_(False)
         data = self.images(context, source)
+        # the images in the model's data space, once (VAE latents on Stable Diffusion; identity on pixels)
+        x0 = frozen.encode_images(data.x.to(frozen.device))
         captions = placeholder_captions(list(data.conditions), concept)
         slots = {c: SlotPrompt(frozen, c, 1) for c in sorted(set(captions))}
         table = frozen.text_encoder.token_embedding.weight.detach()  # type: ignore[attr-defined]
@@ -114,7 +116,7 @@ class ConceptInversion(Attack):
                 return torch.empty(0), losses, stopped
             idx = torch.randint(0, len(data), (min(cfg.batch_size, len(data)),), generator=gen)
             states = torch.cat([slots[captions[int(i)]].states(v) for i in idx])
-            loss = frozen.loss(data.x[idx].to(frozen.device), states, generator=gen).mean()
+            loss = frozen.loss(x0[idx.to(x0.device)], states, generator=gen).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

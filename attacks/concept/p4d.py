@@ -59,7 +59,9 @@ from attacks.concept.common import (
     concept_of,
     erase_prompts,
     judge_conditions,
+    n_tokens,
     search_vocabulary,
+    special_tokens,
 )
 from attacks.inversion.common import cached_per_model
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
@@ -146,7 +148,9 @@ class P4D(Attack):
         table_unit = F.normalize(table, dim=-1)
         T = frozen.num_train_timesteps
         slot = SlotPrompt(frozen, "", k)  # P4D-N: the learned tokens replace the prompt
-        x0 = x0.to(dev)
+        x0_image = x0.cpu()  # the target image, for the CLIP similarity of the prompt selection
+        # the target in the model's data space, where it is noised (VAE latents on SD; identity on pixels)
+        x0 = frozen.encode_images(x0.to(dev))
         with torch.no_grad():
             c_p = orig.encode([prompt])
             # fixed draws for the reported loss of the initial / final discrete prompts (not optimised on)
@@ -188,7 +192,7 @@ class P4D(Attack):
                 text = slot.with_tokens(vocab[idx.cpu()].tolist())
                 img = frozen.sample([text], seed=context.seed + 83 + step, steps=steps_dd, guidance=context.guidance)
                 with torch.no_grad():
-                    feats = F.normalize(clip.encode_image(torch.cat([img, x0.cpu()])), dim=-1)
+                    feats = F.normalize(clip.encode_image(torch.cat([img, x0_image])), dim=-1)
                 sim = float(feats[0] @ feats[1])
                 if sim > best_sim:
                     best_sim, best_idx, best_step = sim, idx.clone(), step
@@ -197,7 +201,7 @@ class P4D(Attack):
         ids = vocab[chosen.cpu()].tolist()
         text = slot.with_tokens(ids)
         retok = frozen.tokenize([text])[0]  # type: ignore[attr-defined]
-        retok = retok[1:int((retok != 0).sum()) - 1].tolist()
+        retok = retok[1:n_tokens(retok, special_tokens(frozen)[1]) - 1].tolist()  # between start and end
         row.update(adversarial_prompt=text, tokens=ids, retokenises=retok == ids, steps=len(losses),
                    final_loss=losses[-1] if losses else None, loss_last=fixed_loss(last),
                    loss_selected=fixed_loss(chosen), selected_step=len(losses) if best_idx is None else best_step,

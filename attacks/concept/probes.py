@@ -120,8 +120,10 @@ def probe_ddim(model: DiffusionModel, x: Tensor, cond: Tensor, null: Tensor, ddi
                eta: float = 0.0, variance_scale: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
     """``guided_ddim`` over ``ddim.timesteps[start:stop]``: the batch ``x`` is taken to be at timestep
     ``timesteps[start]``. With η = 0 every step is ``DDIMScheduler.step`` (guided_ddim's loop exactly);
-    with η > 0 it is ``noisy_ddim_step``, z drawn from ``generator`` (on the CPU) at every step. The
-    result is clamped to [−1, 1] when the loop runs to the end (``stop`` None), as guided_ddim's is."""
+    with η > 0 it is ``noisy_ddim_step``, z drawn from ``generator`` (on the CPU) at every step. The loop
+    runs in the model's data space; when it runs to the end (``stop`` None) the result is decoded to images
+    (``decode_latents``: identity on pixel models, the VAE on Stable Diffusion) and clamped to [−1, 1] in
+    image space, as ``model.sample``'s is; a partial run (``stop`` given) returns the model-space batch."""
     both = torch.cat([null, cond])
     for t in ddim.timesteps[start:stop]:
         e_u, e_c = model.eps(torch.cat([x, x]), t.to(x.device), both).chunk(2)
@@ -131,7 +133,7 @@ def probe_ddim(model: DiffusionModel, x: Tensor, cond: Tensor, null: Tensor, ddi
         else:
             z = torch.randn(x.shape, generator=generator).to(x.device)
             x = noisy_ddim_step(ddim, eps, t, x, eta, variance_scale, z)
-    return x.clamp(-1, 1) if stop is None else x
+    return model.decode_latents(x).clamp(-1, 1) if stop is None else x
 
 
 @contextlib.contextmanager
@@ -216,10 +218,12 @@ def context_probe_images(model: DiffusionModel, x0: Tensor, prompts: Sequence[st
                          steps: int, guidance: float, batch_size: int = 64, source: DiffusionModel | None = None,
                          source_prompts: Sequence[str] | None = None) -> Tensor:
     """Outputs of ``model`` denoising from the context at ``strength`` (one per row of ``x0`` / prompt /
-    noise row). Without ``source``: x_{t₀} = add_noise(x0, noise, t₀) (SDEdit), t₀ the first DDIM timestep
-    ≤ s·T; with ``source`` (the paper's diffusion completion) ``source`` denoises ``noise`` under
-    ``source_prompts`` through the steps before t₀ and hands its x_{t₀} over. At s = 1 it is plain
-    generation from ``noise`` (identical to ``model.sample(prompts, seed)`` for that seed's noise)."""
+    noise row). Without ``source``: x_{t₀} = add_noise(encode_images(x0), noise, t₀) (SDEdit; ``x0`` are
+    images, ``noise`` is in the model's data space), t₀ the first DDIM timestep ≤ s·T; with ``source`` (the
+    paper's diffusion completion) ``source`` denoises ``noise`` under ``source_prompts`` through the steps
+    before t₀ and hands its x_{t₀} over (model space: the two models must share it). At s = 1 it is plain
+    generation from ``noise`` (identical to ``model.sample(prompts, seed)`` for that seed's noise). The
+    outputs are images (decoded by ``probe_ddim``)."""
     ddim = ddim_scheduler(model, steps)
     start = start_index(ddim.timesteps, strength, ddim.config.num_train_timesteps)
     combine = text_cfg(guidance)
@@ -231,7 +235,8 @@ def context_probe_images(model: DiffusionModel, x0: Tensor, prompts: Sequence[st
             x = eps
         elif source is None:
             t0 = ddim.timesteps[start]
-            x = model.add_noise(x0[sl].to(model.device), eps, torch.full((len(eps),), int(t0), device=model.device))
+            z0 = model.encode_images(x0[sl].to(model.device))  # the context image in the model's data space
+            x = model.add_noise(z0, eps, torch.full((len(eps),), int(t0), device=model.device))
         else:
             src_prompts = list((source_prompts or prompts)[sl])
             with eval_mode(source):

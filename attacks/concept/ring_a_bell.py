@@ -41,9 +41,9 @@ Departures, stated here and in the result's ``conventions``:
 - vocabulary: tokens are drawn from ``search_vocabulary`` (the tiny CLIP's trained caption tokens minus
   the concept's own phrasings) instead of SD's whole vocabulary [1, 49406): the rest of the tiny CLIP's
   table is untrained noise, and the concept's own words make it the paraphrase attack, measured apart;
-- layout: one end token followed by the project tokenizer's padding (id 0), which is what the tokenizer
-  produces for a typed prompt, where the released code fills every slot after the K tokens with the
-  end token (SD's tokenizer pads with it);
+- layout: one end token followed by the model's tokenizer's padding (the project's tiny CLIP: id 0; SD v1:
+  the end token again, as released), which is what the tokenizer produces for a typed prompt, where the
+  released code fills every slot after the K tokens with the end token (SD's tokenizer pads with it);
 - concept pairs: built from the templates and phrasings of the embedded data, the concept replaced by
   another value of its axis (a digit image always shows some digit) rather than deleted, and not filtered
   by generating images (the released nudity pairs drop pairs whose images NudeNet did not flag);
@@ -75,6 +75,7 @@ from attacks.concept.common import (
     erase_prompts,
     judge_conditions,
     search_vocabulary,
+    special_tokens,
 )
 from attacks.inversion.common import cached_per_model
 from benchmark.api import Attack, AttackContext, AttackResult, BudgetClock, DiffusionModel, MetricValue
@@ -166,15 +167,17 @@ class RingABell(Attack):
         diff = states[[row[p] for p in with_c]] - states[[row[p] for p in without_c]]
         return diff.mean(0), len(with_c)
 
-    def _layout(self, model: DiffusionModel) -> tuple[int, int, int]:
-        """(start id, end id, context length) of the model's tokenizer."""
+    def _layout(self, model: DiffusionModel) -> tuple[int, int, int, int]:
+        """(start id, end id, context length, pad id) of the model's tokenizer (``special_tokens``)."""
         empty = model.tokenize([""])[0]  # type: ignore[attr-defined]
-        return int(empty[0]), int(empty[1]), int(empty.shape[0])
+        sot, eot, pad = special_tokens(model)
+        return sot, eot, int(empty.shape[0]), pad
 
-    def _ids(self, genomes: list[list[int]], layout: tuple[int, int, int]) -> Tensor:
-        sot, eot, length = layout
+    def _ids(self, genomes: list[list[int]], layout: tuple[int, int, int, int]) -> Tensor:
+        sot, eot, length, pad = layout
         k = self.config.k_tokens
-        return torch.tensor([[sot, *g, eot] + [0] * (length - k - 2) for g in genomes], dtype=torch.long)
+        # padded as the tokenizer pads a typed prompt (0 on the tiny CLIP, the end token on SD v1)
+        return torch.tensor([[sot, *g, eot] + [pad] * (length - k - 2) for g in genomes], dtype=torch.long)
 
     def search(self, model: DiffusionModel, context: AttackContext, clock: BudgetClock | None = None) -> dict[str, Any]:
         """The genetic prompt search on the text encoder alone. Returns a dict with, per prompt, the best
@@ -341,7 +344,8 @@ class RingABell(Attack):
             "concept_vector": "mean of states(with) − states(without) over template × other-axis phrasing × "
                               "erase phrasing pairs, the concept replaced by each other value of its axis",
             "fitness": "sum of squared differences over all L × D text states (lower is better)",
-            "layout": "[start, K tokens, end, padding 0] (released: end token repeated)",
+            "layout": f"[start, K tokens, end, padding {self._layout(model)[3]}] "
+                      "(released: end token repeated)",
             "judged_on": "exact text states of the found tokens (no detokenise/retokenise round trip)",
             "search": "text encoder only, once per (config, seed, concept, text encoder), shared by all models",
             "mean_distance": sum(dists) / len(dists) if dists else None,

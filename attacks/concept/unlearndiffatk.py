@@ -123,7 +123,8 @@ class UnlearnDiffAtk(Attack):
             slot = SlotPrompt(frozen, prompt, cfg.k_tokens)
             z = project_simplex(torch.full((cfg.k_tokens, len(vocab)), 1.0 / len(vocab))
                                 + 0.01 * torch.rand(cfg.k_tokens, len(vocab), generator=gen)).to(frozen.device)
-            x0 = targets[i:i + 1].to(frozen.device)
+            # the target image in the model's data space (VAE latents on Stable Diffusion; identity on pixels)
+            x0 = frozen.encode_images(targets[i:i + 1].to(frozen.device))
             found, found_at, losses = False, None, []
             for step in range(cfg.steps):
                 stopped = clock.exhausted()
