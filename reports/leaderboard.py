@@ -32,7 +32,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("forget_accuracy", "forget acc", False, 3),
     Column("forget_accuracy_paraphrase", "forget acc (paraphrase)", False, 3),
     Column("p_forgotten", "P(forgotten)", False, 3),
-    Column("p_forgotten_digits", "P(forgotten | digit)", False, 3),
+    Column("p_forgotten_digits", "P(forgotten ∣ digit)", False, 3),
     Column("forget_reject_rate", "not-a-digit", None, 2),
     Column("retain_accuracy", "retain acc", True, 3),
     Column("retain_accuracy_neighbours", "retain acc (neighbours)", True, 3),
