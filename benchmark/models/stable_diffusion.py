@@ -324,14 +324,9 @@ class StableDiffusionModel(ScheduledUNet, DiffusionModel):
                                     DDPMScheduler.from_config(dict(self.scheduler.config))).to(self.device)
 
     def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
-        named = list(self.unet.named_parameters())
-        if subset == "all":
-            return [p for _, p in named]
-        if subset == "xattn":
-            return [p for n, p in named if "attn2" in n]
-        if subset == "noxattn":
-            return [p for n, p in named if "attn2" not in n]
-        raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")
+        from benchmark.models.text_unet import unet_parameters
+
+        return unet_parameters(self.unet, subset)
 
     # text ---------------------------------------------------------------------------------------------
     @property

@@ -148,14 +148,7 @@ class TextConditionalUNet(ScheduledUNet, DiffusionModel):
                                                dict(self.scheduler.config), seed, self.text_source).to(self.device)
 
     def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
-        named = list(self.unet.named_parameters())
-        if subset == "all":
-            return [p for _, p in named]
-        if subset == "xattn":
-            return [p for n, p in named if "attn2" in n]
-        if subset == "noxattn":
-            return [p for n, p in named if "attn2" not in n]
-        raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")
+        return unet_parameters(self.unet, subset)
 
     def tokenize(self, prompts: Sequence[str]) -> Tensor:
         from benchmark.models.tiny_clip import tokenize
@@ -213,3 +206,15 @@ class TextConditionalUNet(ScheduledUNet, DiffusionModel):
                 progress(len(x))
         self.unet.train(was_training)
         return torch.cat(out) if out else torch.empty((0, *shape))
+
+
+def unet_parameters(unet: nn.Module, subset: str = "all") -> list[nn.Parameter]:
+    """A cross-attention UNet's parameters: all, the cross-attention layers (``attn2``), or the rest."""
+    named = list(unet.named_parameters())
+    if subset == "all":
+        return [p for _, p in named]
+    if subset == "xattn":
+        return [p for n, p in named if "attn2" in n]
+    if subset == "noxattn":
+        return [p for n, p in named if "attn2" not in n]
+    raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")
