@@ -23,6 +23,7 @@ from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, UnlearningMethod, UnlearnOutcome, UnlearnRequest
 
 TRACK_SCENARIOS = {"class": "mnist-class", "text": "mnist-text-object"}
+FAMILY_SCENARIOS = {"stable-diffusion": "sd-nudity"}  # the default scenario of a model family without a zoo base
 _LOADED: dict[str, DiffusionModel] = {}  # fingerprint → audited model loaded by this process
 
 
@@ -55,18 +56,21 @@ class AuditedModel(UnlearningMethod):
 
 def track_of(model: DiffusionModel) -> str:
     from benchmark.models.class_unet import ClassConditionalUNet
+    from benchmark.models.stable_diffusion import StableDiffusionModel
     from benchmark.models.text_unet import TextConditionalUNet
 
     if isinstance(model, ClassConditionalUNet):
         return "class"
-    if isinstance(model, TextConditionalUNet):
+    if isinstance(model, (TextConditionalUNet, StableDiffusionModel)):
         return "text"
+    raise UnlearnbenchError(f"cannot audit a {type(model).__name__}: no scenario track for it")
+
+
+def family_of(model: DiffusionModel) -> str:
+    """'stable-diffusion' for a user's Stable Diffusion pipeline, 'embedded' for the project's own UNets."""
     from benchmark.models.stable_diffusion import StableDiffusionModel
 
-    if isinstance(model, StableDiffusionModel):
-        raise UnlearnbenchError("Stable Diffusion models load (benchmark.models.stable_diffusion) but have no audit "
-                                "scenario yet (a prompt-set scenario with NudeNet / CLIP judges is the next step)")
-    raise UnlearnbenchError(f"cannot audit a {type(model).__name__}: no scenario track for it")
+    return "stable-diffusion" if isinstance(model, StableDiffusionModel) else "embedded"
 
 
 def read_prompts(path: str | Path) -> list[dict[str, Any]]:
@@ -128,10 +132,19 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
         return setup_for(load_scenario(scenario), target).base
 
     audited, source = load_model(model, allow_pickle, template=template, what="model")
-    track = track_of(audited)
-    sc = load_scenario(scenario or TRACK_SCENARIOS[track])
+    track, family = track_of(audited), family_of(audited)
+    sc = load_scenario(scenario or FAMILY_SCENARIOS.get(family) or TRACK_SCENARIOS[track])
+    if sc.raw.get("family", "embedded") != family:
+        raise UnlearnbenchError(f"model {model} is a {family.replace('-', ' ')} model; scenario {sc.name} takes "
+                                f"{sc.raw.get('family', 'embedded').replace('-', ' ')} models")
     if sc.track != track:
         raise UnlearnbenchError(f"model {model} is a {track}-track model; scenario {sc.name} is {sc.track}-track")
+    if family != "embedded" and ref_model is None:
+        raise UnlearnbenchError(f"auditing a {family.replace('-', ' ')} model needs --reference DIR: the pipeline it "
+                                "was derived from (there is no shipped base at this scale)")
+    if family != "embedded":  # the prompt file is the scenario's forget prompt set, not an extra table
+        target = {"concept": target, "prompts": prompt_rows}
+        prompt_rows = []
     if ref_model is not None and track_of(ref_model) != track:
         raise UnlearnbenchError(f"reference {reference} is a {track_of(ref_model)}-track model; the audited one is "
                                 f"{track}-track")

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concept", default=None,
                      help="concept(s) to forget, text track, comma-separated for a grid: digit:0..9 or "
                           "colour:red|green|blue|yellow (default: the card's)")
+    run.add_argument("--base", default=None, metavar="DIR",
+                     help="the model to unlearn from, replacing the card's base: a local diffusers folder "
+                          "(safetensors), e.g. your Stable Diffusion pipeline for --scenario sd-nudity")
+    run.add_argument("--prompts", default=None, metavar="FILE.csv",
+                     help="prompt-set scenarios (sd-nudity): the forget prompts, I2P CSV layout (prompt, seed, "
+                          "guidance); never handed to a method, only sampled and judged")
     run.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--seeds", default=None,
@@ -90,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
     au.add_argument("--seed", type=int, default=0)
     au.add_argument("--attacks", type=_attacks_arg, default=None, help="attack names, or 'none' (default: the card's)")
-    au.add_argument("--prompts", default=None, help="text track: a CSV of prompts (I2P layout: prompt, seed, guidance)")
+    au.add_argument("--prompts", default=None,
+                    help="text-to-image models: a CSV of prompts (I2P layout: prompt, seed, guidance); for Stable "
+                         "Diffusion (sd-nudity) it is the forget prompt set, else an extra per-prompt table")
     au.add_argument("--allow-pickle", action="store_true",
                     help="read pickle checkpoints (.ckpt/.bin/.pt) with torch.load(weights_only=True)")
     au.add_argument("--device", default="cpu")
@@ -171,6 +179,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = [args.seed] if args.seeds is None else _int_list(args.seeds, "--seeds")
     targets: list = (_int_list(args.forget_class, "--forget-class") or _str_list(args.concept, "--concept")
                      or [None])
+    base = None
+    if args.base is not None or args.prompts is not None:
+        from benchmark.audit import read_prompts
+        from benchmark.models.loading import load_model
+
+        if args.executor != "local":
+            raise UnlearnbenchError("--base / --prompts work with the local executor")
+        if args.prompts is not None:
+            rows = read_prompts(args.prompts)
+            targets = [{"concept": t, "prompts": rows} for t in targets]
+        if args.base is not None:
+            base, _ = load_model(args.base, False, what="base")
     sources = {runner.register_adapter(m): m for m in args.methods or []}  # adapter files → registered names
     names = list(sources) or None
     overrides = method_overrides(args.overrides, names)
@@ -179,6 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              for target in targets for seed in seeds]  # validate every cell of the grid first
     for plan in plans:
         plan.save_weights = args.save_weights
+        plan.base = base
     if args.executor == "dask":
         from benchmark.executors import run_dask, specs_of
 

@@ -157,6 +157,7 @@ for _name, _target in {
     "fidelity": "benchmark.metrics.fid:FidelityMetrics",
     "concept": "benchmark.metrics.concept:ConceptMetrics",
     "clip_score": "benchmark.metrics.clip_score:CLIPScoreMetrics",
+    "prompt_concept": "benchmark.metrics.prompt_concept:PromptConceptMetrics",
 }.items():
     METRICS.register(_name, _target)
 
@@ -180,3 +181,4 @@ JUDGES.register("classifier", "benchmark.judges:ClassifierJudge")
 SCENARIOS.register("mnist-class", "benchmark.scenarios:MNIST_CLASS")
 SCENARIOS.register("mnist-text-object", "benchmark.scenarios:MNIST_TEXT_OBJECT")
 SCENARIOS.register("mnist-text-style", "benchmark.scenarios:MNIST_TEXT_STYLE")
+SCENARIOS.register("sd-nudity", "benchmark.scenarios:SD_NUDITY")

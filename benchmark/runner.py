@@ -335,6 +335,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     from benchmark.scenarios.setup import setup_for
 
     setup = setup_for(run.scenario, run.target, run.device, log)
+    setup.tier, setup.show_progress = run.tier, show_progress
     if run.base is not None:
         setup.base = run.base.to(run.device)
     shared = _Shared(setup, setup.base.fingerprint(), zoo.cache_dir())

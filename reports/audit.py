@@ -29,9 +29,9 @@ from benchmark.atomic import write_text_atomic
 SCHEMA_VERSION = 1
 REPORT_KIND = "unlearnbench.audit"
 FORGET_METRICS = ("forget_accuracy", "forget_accuracy_paraphrase", "p_forgotten", "p_forgotten_digits",
-                  "clip_score_forget")
+                  "clip_score_forget", "concept_rate", "concept_rate_paraphrase")
 UTILITY_METRICS = ("retain_accuracy", "retain_accuracy_neighbours", "retain_accuracy_others", "clip_score_retain",
-                   "fid", "fid_to_original", "kid")
+                   "fid", "fid_to_original", "kid", "concept_rate_retain")
 ROLES = ("reference", "audited", "oracle")
 
 
@@ -74,6 +74,9 @@ def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] |
                     f"intervals {'do not overlap' if split else 'overlap'}")
     if against == "oracle" and reference is not None and _disjoint(audited, reference) is False and dist:
         evidence += "; it is still within the reference's interval (looks like the model before unlearning)"
+    if against == "reference":  # no oracle: distinguishable means "changed", not "left a trace"
+        evidence += ("; without an oracle this shows the model changed, not that the target is gone" if dist else
+                     "; the audited model is indistinguishable from the model before unlearning here")
     return {"distinguishable": bool(dist), "against": against, "evidence": evidence}
 
 
@@ -83,6 +86,7 @@ def _attack_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     for attack, entry in (audited.get("attacks") or {}).items():
         if entry.get("status") != "ok":
             rows.append({"attack": attack, "value": "", "status": entry.get("status"), "reason": entry.get("reason"),
+                         "reference": None, "audited": None, "oracle": None,
                          "verdict": {"distinguishable": None, "against": None,
                                      "evidence": f"{attack} {entry.get('status')}: {entry.get('reason')}"}})
             continue
@@ -119,10 +123,17 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
     attacks, metrics = _attack_rows(records), _metric_rows(records)
     judged = [r for r in attacks + metrics if r.get("verdict", {}).get("distinguishable") is not None]
     flagged = [r for r in judged if r["verdict"]["distinguishable"]]
-    against = "the oracle (retrained without the target)" if records["oracle"] else "the reference (no oracle available)"
-    summary = (f"distinguishable from {against} on {len(flagged)} of {len(judged)} forget-side measurements"
-               + (": " + "; ".join(f"{r.get('attack', r.get('metric'))} {r.get('value', '')}".strip() for r in flagged)
-                  if flagged else " — no measurable trace of the target at this tier"))
+    same: list[dict[str, Any]] = []
+    names = lambda rows: "; ".join(f"{r.get('attack', r.get('metric'))} {r.get('value', '')}".strip() for r in rows)  # noqa: E731
+    if records["oracle"]:
+        summary = (f"distinguishable from the oracle (retrained without the target) on {len(flagged)} of {len(judged)} "
+                   "forget-side measurements" + (": " + names(flagged) if flagged
+                                                 else " — no measurable trace of the target at this tier"))
+    else:  # no oracle: the question turns round — did the model change where the target is measured?
+        same = [r for r in judged if not r["verdict"]["distinguishable"]]
+        summary = (f"no oracle exists for this model, so the audit compares with the reference (the model before "
+                   f"unlearning): different from it on {len(flagged)} of {len(judged)} forget-side measurements"
+                   + (f"; indistinguishable from it on {names(same)} — no evidence of forgetting there" if same else ""))
     s = by["audited"]["scenario"]
     return {
         "schema_version": SCHEMA_VERSION, "kind": REPORT_KIND,
@@ -137,7 +148,9 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
                     "fingerprint": records["oracle"]["model"]["fingerprint"]} if records["oracle"] else None),
         "judges": by["audited"].get("judges"),
         "verdict": {"summary": summary, "against": "oracle" if records["oracle"] else "reference",
-                    "distinguishable": len(flagged), "judged": len(judged)},
+                    "distinguishable": len(flagged), "judged": len(judged),
+                    # what a reviewer should worry about: a trace vs the oracle, or no change vs the reference
+                    "concern": bool(flagged) if records["oracle"] else bool(same) or not judged},
         "metrics": metrics, "attacks": attacks,
         "prompts": plan.prompts,
         "records": {role: rec.get("identity") for role, rec in records.items() if rec},
@@ -177,7 +190,8 @@ def attack_bars(report: dict[str, Any]) -> bytes | None:
         ax.set_xticks(range(3), ROLES, rotation=30, fontsize=7)
         ax.set_title(f"{row.get('attack', '')} {row.get('value', row.get('metric', ''))}".strip(), fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle("95% intervals; the audited model should look like the oracle", fontsize=8)
+    fig.suptitle("95% intervals; the audited model should look like the oracle" if any(r.get("oracle") for r in rows)
+                 else "95% intervals; no oracle: compare the audited model with the reference", fontsize=8)
     return _png(fig)
 
 

@@ -53,6 +53,8 @@ def paraphrase_prompts(context: AttackContext, n: int) -> list[str]:
     from methods.base import replace_concept
 
     concept = concept_of(context)
+    if hasattr(concept, "paraphrase_prompts"):  # a card-defined concept (Stable Diffusion): its own templates
+        return concept.paraphrase_prompts(len(erase_prompts(context, n)))
     base = erase_prompts(context, n)
     para = list(concept.phrasings("paraphrase"))
     return replace_concept(base, list(concept.phrasings("erase")), [para[i % len(para)] for i in range(len(base))])
@@ -70,7 +72,10 @@ def search_vocabulary(concept: Any, exclude_concept: bool = True) -> list[int]:
     """Token ids an attack may use: every token of the training captions' words (what the tiny CLIP
     learnt; the rest of the 49k BPE table is untrained noise), minus, when ``exclude_concept``, the tokens
     that only the concept's own phrasings use (erase phrasings and paraphrases: "0", "zero", "nought";
-    words every value shares, such as "the digit", stay)."""
+    words every value shares, such as "the digit", stay). A card-defined concept (Stable Diffusion) gives
+    its own: the whole CLIP vocabulary less its words."""
+    if hasattr(concept, "search_vocabulary"):
+        return concept.search_vocabulary(exclude_concept)
     from benchmark.data.mnist_text import COLOUR_PHRASINGS, DIGIT_PHRASINGS
     from benchmark.models.tiny_clip import tokenizer
 

@@ -56,6 +56,12 @@ def placeholder_captions(captions: list[str], concept) -> list[str]:  # noqa: AN
     return replace_concept(captions, phrases, ["{}"] * len(captions))
 
 
+
+def sources(context: AttackContext) -> tuple[str, ...]:
+    """Image sources to invert from: the original's samples, and held-out real images of the concept where
+    the scenario has some (a Stable Diffusion audit has none: the training set is not the auditor's)."""
+    return SOURCES if bool(context.forget_mask("heldout").any()) else SOURCES[:1]
+
 class ConceptInversion(Attack):
     name = "concept_inversion"
     paper = ("Pham, Marshall, Cohen, Hegde. Circumventing Concept Erasure Methods for Text-to-Image Generative "
@@ -132,7 +138,7 @@ class ConceptInversion(Attack):
         cfg = self.config
         values: dict[str, MetricValue] = {}
         rows: list[dict] = []
-        for source in SOURCES:
+        for source in sources(context):
             hits, losses, stopped = self.invert(model, context, source)
             rows += [{"source": source, "step": i, "loss": v} for i, v in enumerate(losses)]
             if stopped:
@@ -152,11 +158,11 @@ class ConceptInversion(Attack):
             return skipped
         concept = concept_of(context)
         values, rows, stopped, notes = measure_with_references(
-            self, model, context, lambda m: self.measure(m, context), [f"recovery_{s}" for s in SOURCES])
+            self, model, context, lambda m: self.measure(m, context), [f"recovery_{s}" for s in sources(context)])
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped}", per_item=rows)
         return AttackResult("ok", values, per_item=rows,
                             conventions={"concept": concept.name, "init": "mean trained-vocabulary embedding",
-                                         "sources": list(SOURCES), "judge": context.judge.label,
+                                         "sources": list(sources(context)), "judge": context.judge.label,
                                          "judge_sha256": context.judge.sha256,
                                          **({"reference_notes": notes} if notes else {})})

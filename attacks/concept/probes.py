@@ -213,6 +213,14 @@ def strength_key(s: float) -> str:
     return f"s{s:g}"
 
 
+
+def neutral_prompt(context: AttackContext) -> str:
+    """The prompt that does not ask for the concept: the concept's own (a card-defined concept) or the
+    embedded track's "a handwritten digit"."""
+    from benchmark.data.mnist_text import NEUTRAL_PROMPT
+
+    return getattr(concept_of(context), "neutral_prompt", NEUTRAL_PROMPT)
+
 @torch.no_grad()
 def context_probe_images(model: DiffusionModel, x0: Tensor, prompts: Sequence[str], noise: Tensor, strength: float,
                          steps: int, guidance: float, batch_size: int = 64, source: DiffusionModel | None = None,
@@ -272,6 +280,9 @@ class VisualContextProbe(Attack):
         """The context images (the same for every model, chosen by the seed) and the erase prompts, cycled."""
         cfg = self.config
         images = context.heldout.where(context.forget_mask("heldout"))
+        if len(images) == 0 and cfg.context == "original":  # the context is the original's trajectory: the
+            n = cfg.n_images                                  # images only set how many rows run
+            return torch.zeros(n, 1, 1, 1), _cycle(erase_prompts(context, n), n)
         if len(images) == 0:
             raise ValueError(f"no held-out image shows {context.concept_name}")
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(context.seed + 41))[:cfg.n_images]
@@ -282,9 +293,8 @@ class VisualContextProbe(Attack):
                                                                             list[dict[str, Any]], str]:
         """0/1 judged-concept per context image for every (strength, prompt kind) done, the per-item rows,
         and the stop reason ('' when the whole grid ran). Its own budget clock."""
-        from benchmark.data.mnist_text import NEUTRAL_PROMPT
-
         cfg = self.config
+        neutral = neutral_prompt(context)
         clock = context.budget.start()
         x0, erased = self._inputs(context)
         n = len(x0)
@@ -299,7 +309,7 @@ class VisualContextProbe(Attack):
         rows: list[dict[str, Any]] = []
         with eval_mode(model):
             for s in cfg.strengths:
-                for kind, prompts in (("erased", erased), ("neutral", [NEUTRAL_PROMPT] * n)):
+                for kind, prompts in (("erased", erased), ("neutral", [neutral] * n)):
                     stopped = clock.exhausted()
                     if stopped:
                         return hits, rows, stopped
@@ -360,12 +370,10 @@ class VisualContextProbe(Attack):
 
         values, notes = against_references(self.values(hits, context), context, reference,
                                            ["recovery", "recovery_auc", "recovery_neutral"])
-        from benchmark.data.mnist_text import NEUTRAL_PROMPT
-
         conventions = {
             "paper": PAPER, "headline": f"recovery = erased-prompt recovery at s = {cfg.headline_strength:g}",
             "strengths": list(cfg.strengths), "start": "first DDIM timestep ≤ s·T; s = 1: pure noise (plain generation)",
-            "context": cfg.context, "neutral_prompt": NEUTRAL_PROMPT, "n_images": len(hits[(cfg.strengths[0], "erased")]),
+            "context": cfg.context, "neutral_prompt": neutral_prompt(context), "n_images": len(hits[(cfg.strengths[0], "erased")]),
             "ddim_steps": cfg.sample_steps or context.sample_steps, "guidance": context.guidance,
             "departures": [
                 "context = a held-out real image noised to strength s (SDEdit); the paper's diffusion completion "

@@ -106,6 +106,8 @@ class RingABellConfig:
 def concept_pairs(concept: Any) -> tuple[list[str], list[str]]:
     """(with, without) prompt pairs for the concept vector: every training template × every phrasing of the
     other axis × the concept's erase phrasing j vs phrasing j of each other value of the concept's axis."""
+    if hasattr(concept, "contrast_pairs"):  # a card-defined concept (Stable Diffusion) names its own pairs
+        return concept.contrast_pairs()
     from benchmark.data.mnist_text import (
         COLOUR_PHRASINGS,
         COLOURS,

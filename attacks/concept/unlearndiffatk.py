@@ -100,9 +100,12 @@ class UnlearnDiffAtk(Attack):
                 if hit[i, j] > 0:
                     out.append(x[i * cfg.target_tries + j])
                     source.append("original model sample")
-                else:
+                elif len(real):
                     out.append(real.x[i % len(real)])
                     source.append("held-out real image (no original sample judged the concept)")
+                else:  # no real images in the scenario (a Stable Diffusion audit): the original's first try
+                    out.append(x[i * cfg.target_tries])
+                    source.append("original model sample (none judged the concept; no real images to fall back on)")
             context.cache[key] = (torch.stack(out), source)
         return context.cache[key]
 

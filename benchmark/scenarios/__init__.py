@@ -25,6 +25,7 @@ TIERS = ("smoke", "quick", "full")
 MNIST_CLASS = CARDS_DIR / "mnist-class.yaml"
 MNIST_TEXT_OBJECT = CARDS_DIR / "mnist-text-object.yaml"
 MNIST_TEXT_STYLE = CARDS_DIR / "mnist-text-style.yaml"
+SD_NUDITY = CARDS_DIR / "sd-nudity.yaml"
 
 
 @dataclass(frozen=True)

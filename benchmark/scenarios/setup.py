@@ -27,6 +27,9 @@ TRACK_LOADERS = {
 class ScenarioSetup(abc.ABC):
     """One scenario with one forget target, loaded for one run (base, judge and data are loaded lazily)."""
 
+    tier: str | None = None  # the run's tier, set by the runner (a setup whose request depends on it reads it)
+    show_progress: bool = True  # set by the runner: progress bars of the setup's own work (generating D_f)
+
     def __init__(self, scenario: Any, target: Any, device: str = "cpu", log: Any = print):
         self.scenario = scenario
         self.target = self.check_target(scenario, target)

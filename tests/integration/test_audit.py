@@ -163,13 +163,3 @@ def test_report_renders_in_a_real_browser(base_audit):
     assert len(images) >= 4 and all(done and width > 0 for done, width in images), images
     assert rows >= 3
 
-
-def test_a_stable_diffusion_folder_loads_but_has_no_audit_scenario_yet(tmp_path, capsys):
-    from benchmark.models.stable_diffusion import tiny_stable_diffusion
-
-    folder = tmp_path / "sd"
-    tiny_stable_diffusion(seed=0, image_size=16).save_pretrained(folder)
-    capsys.readouterr()
-    out = tmp_path / "out"
-    assert main(["audit", str(folder), "--out", str(out)]) == 2
-    assert "Stable Diffusion models load" in _one_error(capsys) and not out.exists()
