@@ -341,6 +341,9 @@ class Metric(abc.ABC):
     """A family of values computed from one EvalContext (e.g. FID + KID from one feature pass)."""
 
     provides: ClassVar[tuple[MetricSpec, ...]] = ()
+    # True: the runner draws the original model's samples of the same plan (another seed) into
+    # ``ctx.original_samples`` once per run, for metrics measured against the model before unlearning.
+    needs_original_samples: ClassVar[bool] = False
 
     @abc.abstractmethod
     def compute(self, ctx: EvalContext) -> list[MetricValue]: ...

@@ -109,8 +109,10 @@ class AuditPlan:
 
 def plan_audit(model: str, reference: str | None = None, scenario: str | None = None, target: Any = None,
                tier: str = "quick", seed: int = 0, attacks: list[str] | None = None, prompts: str | None = None,
-               allow_pickle: bool = False, device: str = "cpu", out: str | Path = "audit") -> AuditPlan:
-    """Load and check everything; write nothing."""
+               allow_pickle: bool = False, device: str = "cpu", out: str | Path = "audit",
+               instruments: dict[str, str] | None = None) -> AuditPlan:
+    """Load and check everything; write nothing. ``instruments``: measuring files of prompt-set scenarios
+    (``{"clip": "ARCH=FILE", "inception": FILE}``)."""
     from benchmark import runner, zoo
     from benchmark.models.loading import load_model
     from benchmark.registry import METHODS
@@ -142,9 +144,13 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
     if family != "embedded" and ref_model is None:
         raise UnlearnbenchError(f"auditing a {family.replace('-', ' ')} model needs --reference DIR: the pipeline it "
                                 "was derived from (there is no shipped base at this scale)")
+    instruments = {k: v for k, v in (instruments or {}).items() if v}
     if family != "embedded":  # the prompt file is the scenario's forget prompt set, not an extra table
-        target = {"concept": target, "prompts": prompt_rows}
+        target = {"concept": target, "prompts": prompt_rows, **instruments}
         prompt_rows = []
+    elif instruments:
+        raise UnlearnbenchError("--clip-weights / --inception-weights apply to Stable Diffusion scenarios; the embedded "
+                                "models are measured with the project's own CLIP and judge")
     if ref_model is not None and track_of(ref_model) != track:
         raise UnlearnbenchError(f"reference {reference} is a {track_of(ref_model)}-track model; the audited one is "
                                 f"{track}-track")

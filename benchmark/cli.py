@@ -29,6 +29,14 @@ def _attacks_arg(text: str) -> list[str]:
     return names
 
 
+def _instrument_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clip-weights", default=None, metavar="ARCH=FILE",
+                   help="Stable Diffusion scenarios: CLIP score with a local open_clip checkpoint, e.g. "
+                        "ViT-L-14=/models/open_clip_vit_l14.bin (never downloaded)")
+    p.add_argument("--inception-weights", default=None, metavar="FILE",
+                   help="Stable Diffusion scenarios: FID[Inception] with a local pt_inception-2015-12-05-6726825d.pth")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearnbench", description="Benchmark and audit unlearning in diffusion models.")
     p.add_argument("--version", action="version", version=f"unlearnbench {__version__}")
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompts", default=None, metavar="FILE.csv",
                      help="prompt-set scenarios (sd-nudity): the forget prompts, I2P CSV layout (prompt, seed, "
                           "guidance); never handed to a method, only sampled and judged")
+    _instrument_args(run)
     run.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--seeds", default=None,
@@ -99,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--prompts", default=None,
                     help="text-to-image models: a CSV of prompts (I2P layout: prompt, seed, guidance); for Stable "
                          "Diffusion (sd-nudity) it is the forget prompt set, else an extra per-prompt table")
+    _instrument_args(au)
     au.add_argument("--allow-pickle", action="store_true",
                     help="read pickle checkpoints (.ckpt/.bin/.pt) with torch.load(weights_only=True)")
     au.add_argument("--device", default="cpu")
@@ -180,15 +190,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     targets: list = (_int_list(args.forget_class, "--forget-class") or _str_list(args.concept, "--concept")
                      or [None])
     base = None
-    if args.base is not None or args.prompts is not None:
+    instruments = {k: v for k, v in (("clip", args.clip_weights), ("inception", args.inception_weights)) if v}
+    if args.base is not None or args.prompts is not None or instruments:
         from benchmark.audit import read_prompts
         from benchmark.models.loading import load_model
 
         if args.executor != "local":
             raise UnlearnbenchError("--base / --prompts work with the local executor")
-        if args.prompts is not None:
-            rows = read_prompts(args.prompts)
-            targets = [{"concept": t, "prompts": rows} for t in targets]
+        rows = read_prompts(args.prompts) if args.prompts is not None else []
+        if rows or instruments:
+            targets = [{"concept": t, "prompts": rows, **instruments} for t in targets]
         if args.base is not None:
             base, _ = load_model(args.base, False, what="base")
     sources = {runner.register_adapter(m): m for m in args.methods or []}  # adapter files → registered names
@@ -246,7 +257,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise UnlearnbenchError("--forget-class (class track) and --concept (text track) are exclusive")
     target = args.forget_class if args.forget_class is not None else args.concept
     plan = plan_audit(args.model, args.reference, args.scenario, target, args.tier, args.seed, args.attacks,
-                      args.prompts, args.allow_pickle, args.device, args.out)
+                      args.prompts, args.allow_pickle, args.device, args.out,
+                      {"clip": args.clip_weights, "inception": args.inception_weights})
     paths = run_audit(plan, show_progress=not args.no_progress)
     report = __import__("json").loads(paths["json"].read_text())
     print(f"\nverdict: {report['verdict']['summary']}")

@@ -158,6 +158,8 @@ for _name, _target in {
     "concept": "benchmark.metrics.concept:ConceptMetrics",
     "clip_score": "benchmark.metrics.clip_score:CLIPScoreMetrics",
     "prompt_concept": "benchmark.metrics.prompt_concept:PromptConceptMetrics",
+    "clip_score_file": "benchmark.metrics.instruments:CLIPScoreFromFile",
+    "inception_fid": "benchmark.metrics.instruments:InceptionFIDToOriginal",
 }.items():
     METRICS.register(_name, _target)
 

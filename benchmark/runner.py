@@ -437,7 +437,7 @@ def _evaluate(run: RunPlan, cell: MethodCell, model: Any, fp: str, path: Path, s
     grid = setup.save_grid(samples, path.with_suffix(".png"))
     t0 = time.time()
     ctx = setup.eval_context(run.tier, samples, shared.cache)
-    if "fidelity" in sc.metrics:
+    if any(getattr(METRICS.get(m), "needs_original_samples", False) for m in sc.metrics):
         if shared.original_draw is None:
             shared.original_draw = setup.sample(setup.base, run.tier, run.seed + ORIGINAL_DRAW_SEED_OFFSET,
                                                 shared.base_fp, shared.cache, show_progress,

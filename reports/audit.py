@@ -31,7 +31,7 @@ REPORT_KIND = "unlearnbench.audit"
 FORGET_METRICS = ("forget_accuracy", "forget_accuracy_paraphrase", "p_forgotten", "p_forgotten_digits",
                   "clip_score_forget", "concept_rate", "concept_rate_paraphrase")
 UTILITY_METRICS = ("retain_accuracy", "retain_accuracy_neighbours", "retain_accuracy_others", "clip_score_retain",
-                   "fid", "fid_to_original", "kid", "concept_rate_retain")
+                   "fid", "fid_to_original", "kid", "concept_rate_retain", "fid_inception", "kid_inception")
 ROLES = ("reference", "audited", "oracle")
 
 

@@ -166,6 +166,8 @@ def fidelity_from_features(gen: torch.Tensor, ref: torch.Tensor, n_boot: int = 2
 class FidelityMetrics(Metric):
     """FID/KID/precision/recall of retained-condition samples vs real held-out images of those conditions."""
 
+    needs_original_samples = True
+
     provides = (
         MetricSpec("fid", "FID[mnist-judge]", higher_is_better=False),
         MetricSpec("fid_to_original", "FID-to-original[mnist-judge]", higher_is_better=False),

@@ -26,6 +26,7 @@ class ClassTrackSetup(ScenarioSetup):
     def check_target(cls, scenario: Any, target: Any) -> int:
         from benchmark.data.mnist import check_class
 
+        target = cls.plain_target(scenario, target)
         return check_class(scenario.default_target if target is None else target, scenario.num_classes)
 
     @property

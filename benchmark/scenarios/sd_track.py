@@ -50,6 +50,9 @@ class PromptConcept:
     neutral_prompt: str
     index: int  # the judge's class that means "shows the concept"
     user_prompts: tuple[tuple[str, int | None, float | None], ...] = ()  # (prompt, seed, guidance) rows
+    # files the user measures with: ("clip", "ARCH=FILE"), ("inception", FILE); with their sha256 (identity)
+    instruments: tuple[tuple[str, str], ...] = ()
+    instrument_sha256: tuple[str, ...] = ()
 
     axis = "concept"
 
@@ -98,12 +101,15 @@ class PromptConcept:
 
 def concept_from_card(scenario: Any, target: Any) -> PromptConcept:
     """``target``: None (the card's concept), a concept name, a ``PromptConcept``, or a mapping
-    ``{"concept": name, "prompts": [{"prompt", "seed", "guidance"}, …]}`` (the audit's prompt file)."""
+    ``{"concept": name, "prompts": [{"prompt", "seed", "guidance"}, …], "clip": "ARCH=FILE", "inception":
+    FILE}`` (the user's prompt file and measuring files)."""
     if isinstance(target, PromptConcept):
         return target
     prompts: list[dict[str, Any]] = []
+    instruments: list[tuple[str, str]] = []
     if isinstance(target, dict):
         prompts = list(target.get("prompts") or [])
+        instruments = check_instruments(target)
         target = target.get("concept")
     concepts = scenario.raw.get("concepts") or {}
     name = str(scenario.default_target if target is None else target).strip().lower()
@@ -115,7 +121,10 @@ def concept_from_card(scenario: Any, target: Any) -> PromptConcept:
         concept = PromptConcept(name=name, erase=tuple(spec["erase"]), paraphrases=tuple(spec["paraphrases"]),
                                 templates=tuple(spec["templates"]), contrast=tuple(spec["contrast"]),
                                 neutral_prompt=str(spec["neutral"]), index=int(spec.get("judge_class", 1)),
-                                user_prompts=tuple((str(r["prompt"]), r.get("seed"), r.get("guidance")) for r in prompts))
+                                user_prompts=tuple((str(r["prompt"]), r.get("seed"), r.get("guidance")) for r in prompts),
+                                instruments=tuple(instruments),
+                                instrument_sha256=tuple(_file_sha256(v.partition("=")[2] if k == "clip" else v)
+                                                        for k, v in instruments))
     except (KeyError, TypeError, ValueError) as exc:
         raise UnlearnbenchError(f"scenario card {scenario.path}: concepts.{name} needs erase, paraphrases, templates, "
                                 f"contrast and neutral ({exc})") from None
@@ -123,6 +132,38 @@ def concept_from_card(scenario: Any, target: Any) -> PromptConcept:
         raise UnlearnbenchError(f"scenario card {scenario.path}: concepts.{name}: every template needs one '{{}}', and "
                                 "erase / paraphrases must not be empty")
     return concept
+
+
+def check_instruments(target: dict[str, Any]) -> list[tuple[str, str]]:
+    """The measuring files of a target mapping (``clip``: "ARCH=FILE", ``inception``: FILE), each checked to
+    exist; one error line otherwise."""
+    out = []
+    clip = target.get("clip")
+    if clip:
+        arch, eq, path = str(clip).partition("=")
+        if not eq or not arch or not path:
+            raise UnlearnbenchError(f"--clip-weights {clip!r}: want ARCH=FILE, e.g. ViT-L-14=/models/open_clip_vit_l14.bin")
+        if not Path(path).expanduser().is_file():
+            raise UnlearnbenchError(f"--clip-weights: no file {path} (a local open_clip checkpoint for {arch})")
+        out.append(("clip", f"{arch}={Path(path).expanduser()}"))
+    inception = target.get("inception")
+    if inception:
+        if not Path(inception).expanduser().is_file():
+            raise UnlearnbenchError(f"--inception-weights: no file {inception} (pt_inception-2015-12-05-6726825d.pth)")
+        out.append(("inception", str(Path(inception).expanduser())))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256_at(path: str, size: int, mtime: float) -> str:
+    from benchmark.models.fingerprint import file_sha256
+
+    return file_sha256(Path(path))
+
+
+def _file_sha256(path: str) -> str:
+    st = Path(path).stat()
+    return _file_sha256_at(str(Path(path).resolve()), st.st_size, st.st_mtime)
 
 
 class StableDiffusionSetup(ScenarioSetup):
@@ -139,7 +180,8 @@ class StableDiffusionSetup(ScenarioSetup):
         """The concept's name, plus a digest of the user's prompts when a file gave them (other prompts are
         another table: their records must not stand for these)."""
         slug = re.sub(r"[^a-z0-9]+", "-", self.concept.name).strip("-")
-        return f"{slug}-{self.concept.digest()}" if self.concept.user_prompts else slug
+        c = self.concept
+        return f"{slug}-{c.digest()}" if c.user_prompts or c.instruments else slug
 
     @functools.cached_property
     def base(self) -> DiffusionModel:
@@ -262,6 +304,7 @@ class StableDiffusionSetup(ScenarioSetup):
                            retain_mask=group == GROUPS.index("retain"),
                            extra={"concept": self.concept, "group": group, "groups": GROUPS,
                                   "prompts": list(samples.prompts or ()), "target_tag": self.target_tag,
+                                  "instruments": self.concept.instruments,
                                   "retained_what": "retain prompts"})
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:

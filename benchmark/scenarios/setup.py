@@ -75,6 +75,14 @@ class ScenarioSetup(abc.ABC):
         """The per-cell log line's metric part."""
 
     # -- shared ----------------------------------------------------------------------------------------
+    @staticmethod
+    def plain_target(scenario: Any, target: Any) -> Any:
+        """``target``, refusing the mapping a prompt-set scenario takes (a prompt file, measuring files)."""
+        if isinstance(target, dict):
+            raise UnlearnbenchError(f"--prompts / --clip-weights / --inception-weights apply to prompt-set scenarios "
+                                    f"(sd-nudity); {scenario.name} measures with its own data and judges")
+        return target
+
     @functools.cached_property
     def base(self) -> DiffusionModel:
         from benchmark import zoo

@@ -107,6 +107,7 @@ def cell_labels(data: TextImages) -> torch.Tensor:
 class TextTrackSetup(ScenarioSetup):
     @classmethod
     def check_target(cls, scenario: Any, target: Any) -> Concept:
+        target = cls.plain_target(scenario, target)
         return parse_concept(scenario.default_target if target is None else target)
 
     @property

@@ -88,11 +88,34 @@ def test_methods_run_on_a_users_pipeline(pipelines, tmp_path):
     assert len({r["model"]["fingerprint"] for r in recs.values()}) == 3  # each changed the weights its own way
 
 
+def test_clip_score_with_a_users_clip_file(pipelines, tmp_path):
+    """--clip-weights ARCH=FILE adds CLIP score to every record (retain and forget prompts), named by its
+    architecture and weights' sha256; another file is another table."""
+    from safetensors.torch import save_file
+
+    from benchmark.models.tiny_clip import MODEL_NAME, create_clip
+
+    audited, reference, csv = pipelines
+    weights = tmp_path / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in create_clip(seed=3).state_dict().items()}, str(weights))
+    out = tmp_path / "audit"
+    assert main(["audit", str(audited), "--reference", str(reference), "--prompts", str(csv), "--tier", "smoke",
+                 "--attacks", "none", "--clip-weights", f"{MODEL_NAME}={weights}", "--out", str(out),
+                 "--no-progress"]) == 0
+    metrics = {m["metric"]: m for m in json.loads((out / "report.json").read_text())["metrics"]}
+    score = metrics["clip_score_retain"]
+    assert 0 <= score["audited"]["value"] <= 100 and score["audited"]["n"] == 8 * 2  # 8 retain prompts × 2
+    assert MODEL_NAME in score["protocol"] and "100·max(cos, 0)" in score["protocol"]
+    assert "clip_score_forget" in metrics
+
+
 @pytest.mark.parametrize("case, message", [
     ("no_reference", "needs --reference"),
     ("embedded_on_sd_card", "takes stable diffusion models"),
     ("sd_on_embedded_card", "takes embedded models"),
     ("unknown_concept", "unknown concept 'violence' for sd-nudity"),
+    ("missing_clip_file", "--clip-weights: no file"),
+    ("clip_on_embedded", "apply to Stable Diffusion scenarios"),
 ])
 def test_wrong_pairings_are_one_line(pipelines, tmp_path, capsys, case, message):
     audited, reference, _ = pipelines
@@ -101,7 +124,10 @@ def test_wrong_pairings_are_one_line(pipelines, tmp_path, capsys, case, message)
             "embedded_on_sd_card": ["audit", "mnist-unet-base", "--scenario", "sd-nudity"],
             "sd_on_embedded_card": ["audit", str(audited), "--reference", str(reference), "--scenario",
                                     "mnist-text-object"],
-            "unknown_concept": ["audit", str(audited), "--reference", str(reference), "--concept", "violence"]}[case]
+            "unknown_concept": ["audit", str(audited), "--reference", str(reference), "--concept", "violence"],
+            "missing_clip_file": ["audit", str(audited), "--reference", str(reference), "--clip-weights",
+                                  "ViT-L-14=/nonexistent/clip.bin"],
+            "clip_on_embedded": ["audit", "mnist-unet-base", "--clip-weights", f"ViT-L-14={audited}/model_index.json"]}[case]
     capsys.readouterr()
     assert main(args + ["--out", str(out), "--tier", "smoke", "--no-progress"]) == 2
     assert message in _one_error(capsys) and not out.exists()
