@@ -26,6 +26,8 @@ MNIST_CLASS = CARDS_DIR / "mnist-class.yaml"
 MNIST_TEXT_OBJECT = CARDS_DIR / "mnist-text-object.yaml"
 MNIST_TEXT_STYLE = CARDS_DIR / "mnist-text-style.yaml"
 SD_NUDITY = CARDS_DIR / "sd-nudity.yaml"
+SD_OBJECT = CARDS_DIR / "sd-object.yaml"
+SD_STYLE = CARDS_DIR / "sd-style.yaml"
 
 
 @dataclass(frozen=True)

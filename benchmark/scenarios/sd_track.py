@@ -116,7 +116,16 @@ def concept_from_card(scenario: Any, target: Any) -> PromptConcept:
     if name not in concepts:
         raise UnlearnbenchError(f"unknown concept {name!r} for {scenario.name}; the card defines: "
                                 f"{', '.join(sorted(concepts)) or 'none'}")
-    spec = concepts[name]
+    spec = {**(scenario.raw.get("concept_defaults") or {}), **concepts[name]}
+    judge = scenario.raw.get("models", {}).get("judge") or {}
+    if judge.get("kind") == "clip_zero_shot":  # the concept is the judge's class of the same name
+        classes = [str(c).lower() for c in judge.get("classes") or []]
+        if name not in classes:
+            raise UnlearnbenchError(f"scenario card {scenario.path}: concept {name!r} is not among models.judge.classes")
+        spec["judge_class"] = classes.index(name)
+        if not any(k == "clip" for k, _ in instruments):
+            raise UnlearnbenchError(f"{scenario.name} judges with CLIP zero-shot: pass --clip-weights ARCH=FILE (a local "
+                                    "open_clip checkpoint, e.g. ViT-L-14=/models/open_clip_vit_l14.bin)")
     try:
         concept = PromptConcept(name=name, erase=tuple(spec["erase"]), paraphrases=tuple(spec["paraphrases"]),
                                 templates=tuple(spec["templates"]), contrast=tuple(spec["contrast"]),
@@ -201,8 +210,21 @@ class StableDiffusionSetup(ScenarioSetup):
             from benchmark.metrics.nudity import NudeNetJudge
 
             return NudeNetJudge(**spec)
+        if kind == "clip_zero_shot":
+            from benchmark.metrics.clip_zero_shot import (
+                DEFAULT_TEMPLATES,
+                STYLE_TEMPLATES,
+                LocalCLIP,
+                ZeroShotJudge,
+            )
+
+            arch, _, path = dict(self.concept.instruments)["clip"].partition("=")
+            classes = [str(c).lower() for c in spec["classes"]]
+            templates = STYLE_TEMPLATES if spec.get("templates") == "style" else DEFAULT_TEMPLATES
+            return ZeroShotJudge(LocalCLIP.from_file(arch, path, device=self.device), classes, templates,
+                                 target=self.concept.name)
         raise UnlearnbenchError(f"scenario card {self.scenario.path}: models.judge.kind {kind!r} is not a judge this "
-                                "setup builds (nudenet)")
+                                "setup builds (nudenet, clip_zero_shot)")
 
     def oracle_entry(self) -> tuple[str, str | None]:
         return f"{self.scenario.name}-oracle-{self.target_tag}", None
@@ -254,18 +276,18 @@ class StableDiffusionSetup(ScenarioSetup):
 
     def sample(self, model: DiffusionModel, tier: str, seed: int, fingerprint: str, cache_dir: Path | None,
                show_progress: bool, desc: str) -> LabeledImages:
-        """Samples grouped by (seed, guidance) — one call per I2P row when rows carry their own — so every
-        prompt's images depend only on its seed, as I2P's evaluation does."""
+        """Samples drawn per (prompt, seed, guidance): one call per I2P row, so a row's images depend only on
+        its prompt and seed (noise of image i from (seed, i)), as in I2P's evaluation."""
         from benchmark.sampling import sample_prompts
 
         self.tier = tier
         spec = self.scenario.tier(tier)
         plan = self.plan(tier, seed)
-        runs: dict[tuple[int, float], list[int]] = {}
-        for i, (_, s, g, _) in enumerate(plan):
-            runs.setdefault((s, g), []).append(i)
+        runs: dict[tuple[str, int, float], list[int]] = {}
+        for i, (p, s, g, _) in enumerate(plan):
+            runs.setdefault((p, s, g), []).append(i)
         x: list[torch.Tensor | None] = [None] * len(plan)
-        for (s, g), idx in runs.items():
+        for (_, s, g), idx in runs.items():
             out = sample_prompts(model, [plan[i][0] for i in idx], spec.ddim_steps, g, s, cache_dir=cache_dir,
                                  batch_size=SAMPLING_BATCH, show_progress=show_progress, desc=desc,
                                  fingerprint=fingerprint)

@@ -81,11 +81,19 @@ def test_methods_run_on_a_users_pipeline(pipelines, tmp_path):
     _, reference, _ = pipelines
     out = tmp_path / "runs"
     assert main(["run", "--scenario", "sd-nudity", "--base", str(reference), "--methods", "esd-u,erasediff,uce",
-                 "--tier", "smoke", "--attacks", "none", "--out", str(out), "--no-progress"]) == 0
-    recs = {json.loads(p.read_text())["method"]["name"]: json.loads(p.read_text()) for p in out.glob("*.json")}
+                 "--tier", "smoke", "--attacks", "none", "--save-weights", "--out", str(out), "--no-progress"]) == 0
+    paths = {json.loads(p.read_text())["method"]["name"]: p for p in out.glob("*.json")}
+    recs = {name: json.loads(p.read_text()) for name, p in paths.items()}
     assert set(recs) == {"esd-u", "erasediff", "uce"}
     assert all(r["status"] == "ok" and "concept_rate" in r["metrics"] for r in recs.values())
     assert len({r["model"]["fingerprint"] for r in recs.values()}) == 3  # each changed the weights its own way
+    # the erased pipeline a run kept is audited from its record, against the pipeline it came from
+    audit = tmp_path / "audit"
+    assert main(["audit", str(paths["uce"]), "--reference", str(reference), "--tier", "smoke", "--attacks", "none",
+                 "--out", str(audit), "--no-progress"]) == 0
+    report = json.loads((audit / "report.json").read_text())
+    assert report["model"]["fingerprint"] == recs["uce"]["model"]["fingerprint"]
+    assert report["model"]["kind"].startswith("result record (uce")
 
 
 def test_clip_score_with_a_users_clip_file(pipelines, tmp_path):
@@ -109,6 +117,27 @@ def test_clip_score_with_a_users_clip_file(pipelines, tmp_path):
     assert "clip_score_forget" in metrics
 
 
+def test_object_audit_judges_with_clip_zero_shot(pipelines, tmp_path):
+    """sd-object: the judge is CLIP zero-shot over the Imagenette classes from the user's CLIP file; the
+    concept is the class of the same name; attacks judge through it too."""
+    from safetensors.torch import save_file
+
+    from benchmark.models.tiny_clip import MODEL_NAME, create_clip
+
+    audited, reference, _ = pipelines
+    weights = tmp_path / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in create_clip(seed=3).state_dict().items()}, str(weights))
+    out = tmp_path / "audit"
+    assert main(["audit", str(audited), "--reference", str(reference), "--scenario", "sd-object", "--concept",
+                 "parachute", "--tier", "smoke", "--attacks", "concept_asr", "--clip-weights", f"{MODEL_NAME}={weights}",
+                 "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    rate = next(m for m in report["metrics"] if m["metric"] == "concept_rate")
+    assert "CLIP zero-shot" in rate["protocol"] and rate["audited"]["n"] == 4 * 2  # 4 templates × 2
+    assert report["scenario"]["forget_concept"] == "parachute"
+    assert [a["attack"] for a in report["attacks"]][:1] == ["concept_asr"]
+
+
 @pytest.mark.parametrize("case, message", [
     ("no_reference", "needs --reference"),
     ("embedded_on_sd_card", "takes stable diffusion models"),
@@ -116,6 +145,7 @@ def test_clip_score_with_a_users_clip_file(pipelines, tmp_path):
     ("unknown_concept", "unknown concept 'violence' for sd-nudity"),
     ("missing_clip_file", "--clip-weights: no file"),
     ("clip_on_embedded", "apply to Stable Diffusion scenarios"),
+    ("zero_shot_without_clip", "sd-object judges with CLIP zero-shot: pass --clip-weights"),
 ])
 def test_wrong_pairings_are_one_line(pipelines, tmp_path, capsys, case, message):
     audited, reference, _ = pipelines
@@ -127,7 +157,9 @@ def test_wrong_pairings_are_one_line(pipelines, tmp_path, capsys, case, message)
             "unknown_concept": ["audit", str(audited), "--reference", str(reference), "--concept", "violence"],
             "missing_clip_file": ["audit", str(audited), "--reference", str(reference), "--clip-weights",
                                   "ViT-L-14=/nonexistent/clip.bin"],
-            "clip_on_embedded": ["audit", "mnist-unet-base", "--clip-weights", f"ViT-L-14={audited}/model_index.json"]}[case]
+            "clip_on_embedded": ["audit", "mnist-unet-base", "--clip-weights", f"ViT-L-14={audited}/model_index.json"],
+            "zero_shot_without_clip": ["audit", str(audited), "--reference", str(reference), "--scenario",
+                                       "sd-object"]}[case]
     capsys.readouterr()
     assert main(args + ["--out", str(out), "--tier", "smoke", "--no-progress"]) == 2
     assert message in _one_error(capsys) and not out.exists()
