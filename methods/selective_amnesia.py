@@ -27,7 +27,9 @@ images of another concept generated once by the original model and trained under
 SA's SD code uses one generic parent prompt ("a middle aged man" for a celebrity); the embedded captions
 have no generic parent concept the model has learnt, so the surrogate is each forget caption with the
 concept's phrase replaced by the first other value of its axis ("zero in red" → "one in red"). The Fisher
-uses samples of the request's captions (forget and retain), replay samples of the retain captions.
+uses samples of the request's captions (forget and retain), replay samples of the retain captions. All
+generated images pass through ``model.encode_images`` (identity on pixel models; VAE latents on Stable
+Diffusion, which trains in latent space), so the method runs on Stable Diffusion unchanged.
 Losses keep the DDPM convention above (pixel-summed, λ = 10, lr 1e-4) where SA's SD code averages over
 pixels with λ = 50 and lr 1e-5: the embedded text model is a pixel-space DDPM. ``sample_guidance`` w is
 the class track's (1+w)·ε_c − w·ε_u; on a text model the same guidance is passed as s = 1 + w.
@@ -125,8 +127,9 @@ class SelectiveAmnesia(FineTuningMethod):
         with cost.phase("surrogate"):
             own = list(f.conditions)
             remap = list(request.remap_targets)[0]
-            surrogate = model.sample(replace_concept(own, list(request.forget_target), [remap] * len(own)),
-                                     seed=seed + 2, steps=cfg.sample_steps, guidance=1 + cfg.sample_guidance)
+            surrogate = model.encode_images(model.sample(  # generated images, in the space the model trains in
+                replace_concept(own, list(request.forget_target), [remap] * len(own)),
+                seed=seed + 2, steps=cfg.sample_steps, guidance=1 + cfg.sample_guidance))
             cost.add(generated_images=len(own))
         anchor = [p.detach().clone() for p in model.parameters(cfg.params)]
         return {"fisher": fisher, "anchor": anchor, "replay": replay,
@@ -137,7 +140,8 @@ class SelectiveAmnesia(FineTuningMethod):
     def _generate_prompts(self, model: DiffusionModel, prompts: list[str], seed: int) -> LabeledImages:
         vocab = tuple(sorted(set(prompts)))
         index = {p: i for i, p in enumerate(vocab)}
-        x = model.sample(prompts, seed=seed, steps=self.config.sample_steps, guidance=1 + self.config.sample_guidance)
+        x = model.encode_images(model.sample(prompts, seed=seed, steps=self.config.sample_steps,
+                                             guidance=1 + self.config.sample_guidance))
         cost.add(generated_images=len(prompts))
         return LabeledImages(x, torch.tensor([index[p] for p in prompts], dtype=torch.long), vocab)
 
@@ -145,7 +149,8 @@ class SelectiveAmnesia(FineTuningMethod):
         labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(per_class)
         if len(labels) == 0:
             return LabeledImages(torch.empty(0, 1, 1, 1), labels)
-        x = model.sample(labels, seed=seed, steps=self.config.sample_steps, guidance=self.config.sample_guidance)
+        x = model.encode_images(model.sample(labels, seed=seed, steps=self.config.sample_steps,
+                                             guidance=self.config.sample_guidance))
         cost.add(generated_images=len(labels))
         return LabeledImages(x, labels)
 

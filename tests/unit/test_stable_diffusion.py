@@ -182,7 +182,7 @@ def _latent_request(model: StableDiffusionModel):
     return dataclasses.replace(req, forget=latent(req.forget), retain=latent(req.retain))
 
 
-@pytest.mark.parametrize("name", ["esd-x", "uce", "erasediff", "salun"])
+@pytest.mark.parametrize("name", ["esd-x", "uce", "erasediff", "salun", "selective_amnesia"])
 def test_text_methods_run_on_stable_diffusion(sd, name):
     from benchmark.conformance import smoke_overrides
     from benchmark.registry import METHODS
