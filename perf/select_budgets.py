@@ -126,8 +126,8 @@ def main() -> None:
     doc = Path(args.doc)
     old = doc.read_text() if doc.is_file() else "# Budget selection (validation target, never the reported one)\n\n"
     head = f"## {sc.name} v{sc.version}, tier {sel['tier']}"
-    kept = "\n".join(block for block in old.split("\n## ") if not ("## " + block).startswith(head)
-                     and not block.startswith(head[3:]))
+    blocks = old.split("\n## ")  # the title, then one block per scenario (its "## " heading split off)
+    kept = "\n## ".join([blocks[0]] + [b for b in blocks[1:] if not ("## " + b).startswith(head)])
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(kept.rstrip() + "\n\n" + text)
     print(text)
