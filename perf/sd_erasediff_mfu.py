@@ -18,8 +18,8 @@ by the model, so the timed steps contain no text-encoder work (a real run with e
 frozen text-encoder forward per new prompt).
 
 **One outer step** is one iteration of ``FineTuningMethod._loop`` running ``methods.erasediff.EraseDiff``
-(variant ``noise``, adaptive λ, ``constraint_gradient="value"``; the SD nudity recipe of
-shared/specs/methods.md: ``params=noxattn``, lr 1e-5, K = 2 inner steps; the method's defaults otherwise:
+(variant ``noise``, adaptive λ, ``constraint_gradient="value"``; EraseDiff's Stable Diffusion
+nudity recipe (Wu et al., arXiv 2401.05779; the EraseDiff docstring in methods/erasediff.py): ``params=noxattn``, lr 1e-5, K = 2 inner steps; the method's defaults otherwise:
 grad clip 1.0, EMA 0.99):
 
 1. copy θ into the inner copy φ, then K steps of a fresh Adam on L_f(φ) (K UNet forward+backward passes);
