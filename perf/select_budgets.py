@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -41,12 +42,13 @@ def grid_rows(sc: Any, sel: dict[str, Any], methods: list[str], out: Path) -> li
     jobs = [(m, mult, seed) for m in methods for mult in sel["lr_multipliers"] for seed in sel["validation_seeds"]]
     rows = []
     for m, mult, seed in tqdm(jobs, desc="budget selection", unit="run"):
-        path = out / f"{m}__x{mult}__seed{seed}.json"
+        cls = METHODS.get(m)
+        overrides = dict(sc.method_config(tier, m))
+        overrides.pop("lr", None)
+        path = out / grid_point_name(m, mult, seed, overrides)
         if path.is_file():
             rows.append(json.loads(path.read_text()))
             continue
-        cls = METHODS.get(m)
-        overrides = dict(sc.method_config(tier, m))
         paper_lr = cls.Config().lr
         overrides["lr"] = paper_lr * mult
         method = cls(cls.make_config(overrides))
@@ -63,6 +65,14 @@ def grid_rows(sc: Any, sel: dict[str, Any], methods: list[str], out: Path) -> li
         tmp.replace(path)
         rows.append(row)
     return rows
+
+
+def grid_point_name(method: str, mult: float, seed: int, config: dict[str, Any]) -> str:
+    """File name of one grid point: the method's tier config (all but lr) is part of it, so editing the card's
+    config (e.g. a λ) recomputes the point instead of reusing a stale one."""
+    rest = {k: v for k, v in config.items() if k != "lr"}
+    key = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{method}__x{mult}__seed{seed}__{key}.json"
 
 
 def choose(rows: list[dict[str, Any]], sel: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -113,13 +123,15 @@ def main() -> None:
 
     df = pd.DataFrame(rows).sort_values(["method", "lr", "seed"])
     df["lr"] = df["lr"].map("{:.0e}".format)
+    for col in ("forget_accuracy", "retain_accuracy"):
+        df[col] = df[col].map("{:.3f}".format)
     lines = [f"## {sc.name} v{sc.version}, tier {sel['tier']}: validation target {sel['validation_target']}, "
              f"seeds {sel['validation_seeds']}",
              "", f"Rule: {' '.join(sel['rule'].split())}", "",
              f"Grid: lr = paper lr × {sel['lr_multipliers']} at the tier's step budget; "
              f"{sel.get('samples_per_class')} samples per condition; judged forget / retain accuracy only. "
              f"Measured {time.strftime('%Y-%m-%d')} by `python perf/select_budgets.py --scenario {sc.name}`.",
-             "", df.to_markdown(index=False, floatfmt=".3f"), "", "| method | chosen lr | × paper lr | why |",
+             "", df.to_markdown(index=False, disable_numparse=True), "", "| method | chosen lr | × paper lr | why |",
              "| --- | ---: | ---: | --- |"]
     lines += [f"| {m} | {c['lr']:.0e} | {c['lr_multiplier']} | {c['why']} |" for m, c in sorted(chosen.items())]
     text = "\n".join(lines) + "\n"
