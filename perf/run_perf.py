@@ -1,7 +1,8 @@
 """Wall time of the smoke and quick tiers with a per-stage breakdown → docs/performance.md.
 
 Usage:  python perf/run_perf.py [--scenarios mnist-class,mnist-text-object,mnist-text-style]
-        [--tiers smoke,quick] [--device cpu] [--out docs/performance.md] [--skip-cost-ratios] [--keep DIR]
+        [--tiers smoke,quick] [--device cpu] [--methods M,...] [--attacks A,...|none] [--out docs/performance.md]
+        [--skip-cost-ratios] [--keep DIR]
 
 Each tier runs in a fresh cache (cold: the original model's samples and the FID reference features
 are computed, as on a user's first run) and writes its records to a temp folder. Targets: smoke ≤ 2 min;
@@ -25,7 +26,7 @@ MANUAL = "<!-- kept by perf/run_perf.py: everything below is maintained by hand 
 
 
 def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | None = None,
-             scenario: str = "mnist-class") -> dict:
+             scenario: str = "mnist-class", attacks: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["UNLEARNBENCH_CACHE"] = str(Path(tmp) / "cache")
         from benchmark import runner
@@ -33,7 +34,7 @@ def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | Non
 
         t0 = time.time()
         results = (keep / scenario / tier if scenario != "mnist-class" else keep / tier) if keep else Path(tmp) / "results"
-        plan = runner.plan(scenario, methods, None, tier, 0, device, results)
+        plan = runner.plan(scenario, methods, None, tier, 0, device, results, attacks=attacks)
         runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
         wall = time.time() - t0
         rows, attack_rows = [], []
@@ -108,15 +109,18 @@ def main() -> None:
     ap.add_argument("--tiers", default="smoke,quick")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default=None, help="comma-separated; default: the scenario's list")
+    ap.add_argument("--attacks", default=None,
+                    help="comma-separated, or 'none' (e.g. while a card's oracle is not shipped); default: the card's")
     ap.add_argument("--skip-cost-ratios", action="store_true", help="skip the default-budget cost ratios")
     ap.add_argument("--keep", type=Path, default=None, help="keep each tier's records in KEEP/<tier>")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "performance.md")
     args = ap.parse_args()
     methods = args.methods.split(",") if args.methods else None
+    attacks = None if args.attacks is None else [a for a in args.attacks.split(",") if a and a != "none"]
     results = []
     for scenario in args.scenarios.split(","):
         for tier in args.tiers.split(","):
-            r = run_tier(tier, args.device, methods, args.keep, scenario)
+            r = run_tier(tier, args.device, methods, args.keep, scenario, attacks)
             print(json.dumps({"scenario": scenario, "tier": tier, "wall_s": round(r["wall_s"], 1)}))
             results.append(r)
     from benchmark.atomic import write_text_atomic

@@ -467,7 +467,9 @@ def render(records: Sequence[dict[str, Any]], out_dir: Path | None = None) -> st
                      + ("" if att is None else f"\n\n{att_cap}\n" + att.to_markdown(tablefmt="simple"))
                      + failed_text)
         grids = {r["method"]["name"]: r.get("artifacts", {}).get("sample_grid") for r in grp}
-        gallery = "".join(f"\n<details><summary>{m} samples (one row per class)</summary>\n\n![{m}]({grids[m]})\n"
+        rows_are = ("rows: the concept's cells under erase phrasings, under paraphrases, then neighbouring and "
+                    "other retained cells" if grp[0].get("scenario", {}).get("track") == "text" else "one row per class")
+        gallery = "".join(f"\n<details><summary>{m} samples ({rows_are})</summary>\n\n![{m}]({grids[m]})\n"
                           "</details>\n" for m in _order(list(grids)) if grids[m])
         att_md = "" if att is None else f"\n*{att_cap}*\n\n" + att.to_markdown() + "\n"
         spread_md = "" if spread is None else f"\n*{spread_cap}*\n\n" + spread.to_markdown() + "\n"

@@ -1,5 +1,5 @@
-"""Real behaviour on the shipped text-to-image model: ESD and UCE lower the judge's forget accuracy on
-the erase phrasings of digit 0, finetune does not — each at the card's quick-tier budget
+"""Real behaviour on the shipped text-to-image model: ESD, UCE and EraseDiff lower the judge's forget
+accuracy on the erase phrasings of digit 0, finetune does not — each at the card's quick-tier budget
 (learning rates chosen on the validation concept, docs/budget_selection.md). Skipped (with the reason) while the base
 model is still being trained by its resumable recipe and is not in the zoo."""
 
@@ -43,8 +43,9 @@ def test_concept_erasers_forget_where_finetune_does_not():
     assert before >= 0.8
     assert _forget_accuracy(UCE().unlearn(base, request).model, judge) <= 0.3
     assert _forget_accuracy(_at_quick_budget("esd-u").unlearn(base, request).model, judge) <= 0.5
-    # Not asserted: EraseDiff. At the quick budget with its validation-selected lr (3e-4: the largest that
-    # kept retain accuracy >= 0.95 on digit 6, where it took forget accuracy 1.0 -> 0.65) it left digit 0 at
-    # 0.958 here (measured 2026-11-29): the issue's "EraseDiff lowers forget accuracy" does not hold at this
-    # budget, and is open in the issue's notes rather than hidden by a test budget chosen to pass.
+    # EraseDiff with the released code's text-to-image λ = 1.0 at its validation-selected lr (1e-3). The paper's
+    # adaptive λ (η = 0.1) is not asserted: at the largest lr that kept retain accuracy >= 0.95 on the
+    # validation digit (3e-4) it only took digit 6 from 1.0 to 0.65 and left digit 0 at 0.958 here (measured
+    # 2026-11-29) — reported in the README's text tables, not hidden by a test budget chosen to pass.
+    assert _forget_accuracy(_at_quick_budget("erasediff-fixed").unlearn(base, request).model, judge) <= 0.5
     assert _forget_accuracy(_at_quick_budget("finetune", steps=60).unlearn(base, request).model, judge) >= 0.7
