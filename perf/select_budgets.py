@@ -44,7 +44,6 @@ def grid_rows(sc: Any, sel: dict[str, Any], methods: list[str], out: Path) -> li
     for m, mult, seed in tqdm(jobs, desc="budget selection", unit="run"):
         cls = METHODS.get(m)
         overrides = dict(sc.method_config(tier, m))
-        overrides.pop("lr", None)
         path = out / grid_point_name(m, mult, seed, overrides)
         if path.is_file():
             rows.append(json.loads(path.read_text()))
@@ -140,8 +139,10 @@ def main() -> None:
     head = f"## {sc.name} v{sc.version}, tier {sel['tier']}"
     blocks = old.split("\n## ")  # the title, then one block per scenario (its "## " heading split off)
     kept = "\n## ".join([blocks[0]] + [b for b in blocks[1:] if not ("## " + b).startswith(head)])
+    from benchmark.atomic import write_text_atomic
+
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(kept.rstrip() + "\n\n" + text)
+    write_text_atomic(doc, kept.rstrip() + "\n\n" + text)
     print(text)
 
 
