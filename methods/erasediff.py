@@ -28,7 +28,10 @@ What the inner loop does depends on how ∇g is read, a named option (``constrai
   written and what the released code computes (its ``loss_q = loss_du − avg_inner_loss.detach()``), so
   it is the default. The inner loop then **does not change the weights**: it only yields the logged
   constraint value g = L_f(θ) − L_f(φ_K). Its share of the cost is the ``inner_loop`` phase of the record
-  (a sub-phase of ``train``; about K/(K+3) of the forward/backward passes).
+  (a sub-phase of ``train``; about K/(K+3) of the forward/backward passes). ``constraint_every = N``
+  measures g on outer steps 0, N, 2N, … only (a departure in cost, not in the algorithm: the inner loop
+  draws nothing from the generator, so the weights are bitwise those of N = 1; the logged g is then a
+  mean over the measured steps). Default 1, as released.
 - ``"difference"``: BOME's first-order reading, ∇g(θ) ≈ ∇L_f(θ) − ∇L_f(φ_K) (φ_K's Jacobian taken as the
   identity): the inner solution now shapes the update, which pushes θ only where the forget loss is
   still above what K steps could reach.
@@ -76,6 +79,7 @@ class EraseDiffConfig(FineTuneConfig):
     lam: float = 0.1
     forget_target: Literal["noise", "remap"] = "noise"
     constraint_gradient: Literal["value", "difference"] = "value"
+    constraint_every: int = 1  # "value" mode: measure the logged constraint g every N outer steps
 
 
 @dataclass
@@ -108,10 +112,13 @@ class EraseDiff(FineTuningMethod):
                              f"{cfg.constraint_gradient!r}")
         if cfg.constraint_gradient == "difference" and cfg.inner_steps < 1:
             raise ValueError("erasediff constraint_gradient='difference' needs inner_steps ≥ 1")
+        if cfg.constraint_every < 1 or (cfg.constraint_every > 1 and cfg.constraint_gradient != "value"):
+            raise ValueError(f"erasediff constraint_every must be ≥ 1, and 1 unless constraint_gradient='value' "
+                             f"(the inner solution then shapes every update), got {cfg.constraint_every}")
         if cfg.forget_target == "remap" and len(request.remap_targets) == 0:
             raise ValueError("erasediff forget_target='remap' needs remap targets (other classes or concepts)")
         phi = model.clone() if cfg.inner_steps > 0 else None
-        return {"request": request, "phi": phi}
+        return {"request": request, "phi": phi, "outer_step": 0}
 
     def draw(self, f: LabeledImages, state: dict[str, Any], model: DiffusionModel, gen: torch.Generator) -> ForgetDraw:
         n = len(f)
@@ -165,7 +172,8 @@ class EraseDiff(FineTuningMethod):
         f, r = batch.forget, batch.retain
         d = self.draw(f, state, model, gen)
         lf_phi, g_phi = float("nan"), None
-        if cfg.inner_steps > 0:
+        step, state["outer_step"] = state["outer_step"], state["outer_step"] + 1
+        if cfg.inner_steps > 0 and step % cfg.constraint_every == 0:
             with cost.phase("inner_loop"):
                 lf_phi, g_phi = self.inner_value(model, f, d, state)
 

@@ -70,3 +70,26 @@ def test_inner_loop_never_touches_the_model_or_outer_optimiser(tiny_model, tiny_
     assert len(opt.state) == 0
     assert state["phi"].fingerprint() != before  # the copy did move
     assert logs["constraint_g"] > 0  # K inner steps lowered L_f on the copy
+
+
+def test_measuring_the_constraint_every_n_steps_leaves_the_weights_bitwise_unchanged(tiny_model, tiny_request):
+    """``constraint_every`` only thins the logged g in "value" mode: the inner loop draws nothing, so the
+    unlearned weights are bitwise those of measuring it every step (class and text track, both targets)."""
+    from benchmark.conformance import tiny_text_model, tiny_text_request
+
+    cases = [(tiny_model, tiny_request, "noise"), (tiny_text_model(), tiny_text_request(max_steps=3), "remap")]
+    for model, request, target in cases:
+        every = {n: EraseDiff(inner_steps=1, batch_size=4, forget_target=target, constraint_every=n).unlearn(
+                     model, request) for n in (1, 2)}
+        assert every[1].model.fingerprint() == every[2].model.fingerprint()
+        assert every[1].stats["constraint_g"]["mean"] != every[2].stats["constraint_g"]["mean"] or \
+            every[1].stats["constraint_g"]["last"] != every[2].stats["constraint_g"]["last"]
+
+
+def test_constraint_every_is_refused_where_the_inner_solution_shapes_the_update(tiny_model, tiny_request):
+    import pytest
+
+    with pytest.raises(ValueError, match="constraint_every"):
+        EraseDiff(constraint_gradient="difference", constraint_every=2).unlearn(tiny_model, tiny_request)
+    with pytest.raises(ValueError, match="constraint_every"):
+        EraseDiff(constraint_every=0).unlearn(tiny_model, tiny_request)
