@@ -98,18 +98,24 @@ class Relearning(Attack):
                  f"{cfg.n_images} forget images; censored at {cfg.max_steps}")
         values = {"relearn_steps": MetricValue("relearn_steps", value, cfg.n_samples, None, None, proto,
                                                {"censored": censored, "curve": curve})}
-        oracle = context.reference_models.get("oracle")
         notes: dict[str, str] = {}
-        if oracle is not None:
-            o_steps, o_curve, o_stopped = cached_per_model(
-                context, self, oracle, lambda: self.steps_to_relearn(oracle, context))
-            if o_stopped:
-                notes["oracle"] = f"not measured: stopped by the {o_stopped}"
-            else:
-                o_val = float(cfg.max_steps if o_steps is None else o_steps)
-                values["relearn_steps_oracle"] = MetricValue(
-                    "relearn_steps_oracle", o_val, cfg.n_samples, None, None, proto + "; the oracle",
-                    {"censored": o_steps is None, "curve": o_curve})
+        for ref_name, ref_model in context.reference_models.items():  # "original" and, where shipped, "oracle"
+            r_steps, r_curve, r_stopped = cached_per_model(
+                context, self, ref_model, lambda m=ref_model: self.steps_to_relearn(m, context))
+            if r_stopped:
+                notes[ref_name] = f"not measured: stopped by the {r_stopped}"
+                continue
+            r_val = float(cfg.max_steps if r_steps is None else r_steps)
+            values[f"relearn_steps_{ref_name}"] = MetricValue(
+                f"relearn_steps_{ref_name}", r_val, cfg.n_samples, None, None, f"{proto}; the {ref_name}",
+                {"censored": r_steps is None, "curve": r_curve})
+        if "relearn_steps_oracle" in values:
+            # negative: relearns faster than a model that never saw the concept (the concept is still there)
+            gap = value - values["relearn_steps_oracle"].value
+            values["relearn_steps_gap"] = MetricValue(
+                "relearn_steps_gap", gap, cfg.n_samples, None, None,
+                "relearn steps − the oracle's (one fine-tuning run each; the interval comes from the table's seeds)",
+                {"censored": censored or bool(values["relearn_steps_oracle"].extra.get("censored"))})
         return AttackResult("ok", values, per_item=curve,
                             conventions={"threshold": cfg.threshold, "check_every": cfg.check_every,
                                          "judge": context.judge.label, "judge_sha256": context.judge.sha256,

@@ -227,7 +227,9 @@ def test_membership_and_relearning_attacks_run_on_the_text_track(name):
         assert auc.extra["n_members"] == 8 and auc.extra["n_nonmembers"] == 8  # digit 3 × 4 colours × 2
         assert "digit 3" in auc.protocol and "auc_forget_gap" in result.values
     else:
-        assert "relearn_steps_oracle" in result.values
+        v = {k: m.value for k, m in result.values.items()}
+        assert {"relearn_steps_original", "relearn_steps_oracle", "relearn_steps_gap"} <= set(v)
+        assert v["relearn_steps_gap"] == v["relearn_steps"] - v["relearn_steps_oracle"]
 
 
 def test_text_unet_training_resumes_exactly_from_its_checkpoint(tmp_path):
