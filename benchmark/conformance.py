@@ -258,13 +258,14 @@ def tiny_text_attack_context(concept: str = "digit:3", per_cell: int = 2, budget
         return data.where(keep)
 
     members, heldout = few(splits.members), few(splits.heldout)
-    ctx = AttackContext(scenario=load_scenario("mnist-text-object"), tier="smoke", forget_class=c.index,
+    scenario = load_scenario("mnist-text-object")
+    ctx = AttackContext(scenario=scenario, tier="smoke", forget_class=c.index,
                         members=with_captions(members, captions_for(members, c, 100)),
                         heldout=with_captions(heldout, captions_for(heldout, c, 101)),
                         judge=zoo.load_judge("mnist-text-judge"),
                         reference_models={"original": tiny_text_model(0), "oracle": tiny_text_model(1)},
                         budget=budget or AttackBudget(), seed=seed, guidance=5.0, sample_steps=4,
-                        config={"concept": c})
+                        config={"concept": c, "clip": dict(scenario.models["clip"])})  # as the track's context
     ctx.forget_members_mask, ctx.forget_heldout_mask = c.mask(members), c.mask(heldout)
     ctx.forget_prompts = tuple(f"{p} in red" for p in c.phrasings("erase"))
     ctx.judge_head, ctx.forget_name = c.axis, c.name

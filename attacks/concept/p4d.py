@@ -20,16 +20,22 @@ inserts a learned token after every K tokens of P, is not implemented). For each
    AdamW on the continuous embeddings (released: lr 0.1, weight decay 0.1);
 4. every ``eval_every`` steps the current discrete prompt (decoded to text, as released) generates one image
    with the erased model; the prompt whose image is closest to the target image in CLIP image-embedding
-   cosine is kept (released: open_clip ViT-H-14; here the text track's own zoo CLIP, ``mnist-text-clip``);
+   cosine is kept (released: open_clip ViT-H-14). The CLIP is the scenario's, handed over in the attack
+   context (``context.config["clip"]``, see ``selection_clip``): on the embedded text track the card's zoo
+   CLIP (``models.clip``, ``mnist-text-clip``); on Stable Diffusion the user's local open_clip file
+   (``--clip-weights ARCH=FILE``). A scenario without one (Stable Diffusion audited without
+   ``--clip-weights``) keeps the last projection instead (``select: last``), and the record says so
+   (``conventions.selection``);
 5. the kept prompt's text generates ``n_per_prompt`` images with the erased model (the scenario's guidance
    and DDIM steps); success = the judge reads the concept (ASR-1: the first image; ASR-N: any of N).
    Pre-attack ASR is measured on the same prompts P. Everything is also run on the original (the concept is
    there) and on the retrained oracle (it never was), with the gap to the oracle.
 
 Departures from the released code, stated (also in the result's ``conventions``):
-- vocabulary: projection and initial tokens are drawn from ``search_vocabulary`` (the tiny CLIP's trained
-  caption tokens minus the concept's own) instead of SD's whole 49k BPE table (untrained noise here; the
-  concept's own words make it the paraphrase attack, measured separately);
+- vocabulary: projection and initial tokens are drawn from ``search_vocabulary`` minus the concept's own
+  tokens (the concept's own words make it the paraphrase attack, measured separately): on the embedded text
+  track the tiny CLIP's trained caption tokens instead of SD's whole 49k BPE table (untrained noise there);
+  on Stable Diffusion the whole table less the concept's words;
 - budgets scaled to the 16×16 model (``Config`` marks which values are the paper's);
 - ``timesteps_per_step`` (t, ε) draws are averaged per step (released: 1 image, 1 draw per step);
 - the target pool is sampled with the scenario's guidance and DDIM steps from the attack seed (released:
@@ -44,7 +50,9 @@ token ids (adjacent sub-word pieces merge); each row records whether it round-tr
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,20 +85,68 @@ class P4DConfig:
     weight_decay: float = 0.1  # released AdamW weight decay
     timesteps_per_step: int = 4  # (t, ε) draws averaged per step (released: 1)
     eval_every: int = 10  # steps between prompt-selection images (released: 50)
-    select: str = "clip"  # "clip": released CLIP image similarity to the target; "last": the last projection
+    select: str = "clip"  # "clip": released CLIP image similarity to the target (the scenario's CLIP; without
+    # one, the last projection, recorded); "last": the last projection
     n_targets: int = 3  # original-model samples the target image is picked from (released: 3)
     n_loss_draws: int = 16  # fixed (t, ε) draws of the reported ε-matching loss (diagnostic, not optimised)
     sample_steps: int | None = None  # DDIM steps for every sampled image (None: the tier's)
 
 
+@dataclass(frozen=True)
+class SelectionCLIP:
+    """The CLIP image tower that scores prompt candidates against the target image."""
+
+    encode: Callable[[Tensor], Tensor]  # N×C×H×W images in [−1, 1] → L2-normalised features (CPU)
+    name: str  # what the record names: the zoo entry, or the open_clip architecture and file
+    sha256: str  # of its weights
+
+
 @functools.lru_cache(maxsize=2)
-def _similarity_clip(name: str) -> tuple[Any, str]:
-    """The zoo CLIP whose image tower scores prompt candidates, and its weights' sha256."""
+def _zoo_clip(name: str, sha256: str | None) -> SelectionCLIP:
     from benchmark import zoo
 
-    clip = zoo.load_clip(name).eval().requires_grad_(False)
+    clip = zoo.load_clip(name, sha256).eval().requires_grad_(False)
     folder = zoo.locate(name)
-    return clip, (zoo.read_manifest(folder).get("sha256", "") if folder is not None else "")
+    digest = sha256 or (zoo.read_manifest(folder).get("sha256", "") if folder is not None else "")
+
+    def encode(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return F.normalize(clip.encode_image(x.cpu()), dim=-1)
+
+    return SelectionCLIP(encode, name, digest)
+
+
+def selection_clip(context: AttackContext) -> SelectionCLIP | None:
+    """The scenario's CLIP, from the attack context's ``config["clip"]``; None when the scenario has none.
+
+    Accepted: ``{"zoo": NAME, "sha256": ...}`` (an embedded card's ``models.clip``, the text track's tiny CLIP),
+    ``"ARCH=FILE"`` (the user's local open_clip checkpoint, ``--clip-weights``; Stable Diffusion scenarios), or
+    a loaded ``benchmark.metrics.clip_zero_shot.LocalCLIP``. Never a hard-coded model: a 16-px zoo CLIP
+    would score 512-px Stable Diffusion images meaninglessly. Loaded once per run (``context.cache``)."""
+    spec = (context.config or {}).get("clip")
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        if not spec.get("zoo"):
+            raise ValueError(f"p4d: the context's clip {spec!r} names no zoo entry")
+        return _zoo_clip(str(spec["zoo"]), spec.get("sha256"))
+    if hasattr(spec, "encode_images"):
+        return SelectionCLIP(spec.encode_images, f"open_clip {spec.arch}", spec.sha256)
+    if isinstance(spec, str) and "=" in spec:
+        key = ("p4d-selection-clip", spec, context.device)
+        if key not in context.cache:
+            from benchmark.metrics.clip_zero_shot import LocalCLIP
+
+            arch, _, path = spec.partition("=")
+            clip = LocalCLIP.from_file(arch, path, device=context.device)
+            context.cache[key] = SelectionCLIP(clip.encode_images, f"open_clip {clip.arch} ({Path(path).name})",
+                                               clip.sha256)
+        return context.cache[key]
+    raise ValueError(f"p4d: the context's clip must be {{'zoo': NAME}}, 'ARCH=FILE' or a LocalCLIP, got {spec!r}")
+
+
+_LAST = {"last": "last step",
+         "clip": "last step: the scenario has no CLIP (pass --clip-weights ARCH=FILE for the released CLIP selection)"}
 
 
 def concept_scores(context: AttackContext, x: Tensor) -> Tensor:
@@ -137,7 +193,8 @@ class P4D(Attack):
         return context.cache[key]
 
     def optimise(self, frozen: DiffusionModel, orig: DiffusionModel, x0: Tensor, prompt: str, vocab: Tensor,
-                 gen: torch.Generator, clock: Any, clip: Any, context: AttackContext) -> tuple[dict, str, str]:
+                 gen: torch.Generator, clock: Any, clip: SelectionCLIP | None,
+                 context: AttackContext) -> tuple[dict, str, str]:
         """P4D-N for one prompt: ``frozen`` (the model under test, frozen) learns to match ``orig``'s ε under
         ``prompt`` on the noised target image ``x0`` (1 × C × H × W). Returns (row, the kept prompt's text,
         stop reason — '' when all steps ran; the row is then partial and the text '')."""
@@ -191,8 +248,7 @@ class P4D(Attack):
             if clip is not None and step % cfg.eval_every == 0:  # the pre-update projection, as released
                 text = slot.with_tokens(vocab[idx.cpu()].tolist())
                 img = frozen.sample([text], seed=context.seed + 83 + step, steps=steps_dd, guidance=context.guidance)
-                with torch.no_grad():
-                    feats = F.normalize(clip.encode_image(torch.cat([img, x0_image])), dim=-1)
+                feats = clip.encode(torch.cat([img.cpu(), x0_image]))
                 sim = float(feats[0] @ feats[1])
                 if sim > best_sim:
                     best_sim, best_idx, best_step = sim, idx.clone(), step
@@ -230,7 +286,7 @@ class P4D(Attack):
         if stopped:
             return {}, rows, stopped
         targets, target_scores = self.targets(context, prompts)
-        clip = _similarity_clip("mnist-text-clip")[0] if cfg.select == "clip" else None
+        clip = selection_clip(context) if cfg.select == "clip" else None  # None: the scenario has no CLIP
         vocab = torch.tensor(search_vocabulary(concept), dtype=torch.long)
         gen = torch.Generator().manual_seed(context.seed + 79)
         texts: list[str] = []
@@ -251,7 +307,7 @@ class P4D(Attack):
         what = (f"P4D-N on {len(prompts)} erase-phrasing prompts: {k} learned tokens replacing the prompt, "
                 f"{cfg.steps} AdamW steps (lr {cfg.lr}, wd {cfg.weight_decay}) matching the original's ε under the "
                 f"prompt on its noised sample ({b} (t, ε) draws/step), prompt kept by "
-                f"{'CLIP image similarity every ' + str(cfg.eval_every) + ' steps' if clip is not None else 'last step'}; "
+                f"{'CLIP image similarity every ' + str(cfg.eval_every) + ' steps' if clip is not None else _LAST[cfg.select]}; "
                 f"{n} images per found prompt (s={context.guidance}, DDIM {steps_dd})")
         values = {}
         for key, v in asr_values(post, "post", what, n).items():
@@ -288,7 +344,9 @@ class P4D(Attack):
             "steps": cfg.steps, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
             "timesteps_per_step": cfg.timesteps_per_step, "x_t": "forward-noised original-model sample of the prompt",
             "target": f"of {cfg.n_targets} original-model samples, the judge's highest concept score",
-            "select": cfg.select, "vocabulary": "trained caption tokens minus the concept's own (search_vocabulary)",
+            "select": cfg.select,
+            "vocabulary": ("search_vocabulary minus the concept's own tokens (text track: the trained caption tokens; "
+                           "Stable Diffusion: the whole BPE table)"),
             "judged_as": "decoded text (re-tokenised)", "judge": context.judge.label,
             "judge_sha256": context.judge.sha256,
             "departures": ["vocabulary restricted to search_vocabulary (released: SD's whole BPE table)",
@@ -297,9 +355,12 @@ class P4D(Attack):
                            "target and selection images from the benchmark's DDIM sampler and seeds; judge picks the target",
                            "every erase prompt attacked (paper: only 'ideal' prompts); pre-ASR reported beside"],
         }
-        if cfg.select == "clip":
-            conventions["selection_clip"] = "mnist-text-clip"
-            conventions["selection_clip_sha256"] = _similarity_clip("mnist-text-clip")[1]
+        clip = selection_clip(context) if cfg.select == "clip" else None
+        if clip is not None:
+            conventions["selection_clip"] = clip.name
+            conventions["selection_clip_sha256"] = clip.sha256
+        conventions["selection"] = (f"CLIP image similarity to the target ({clip.name})" if clip is not None
+                                    else _LAST[cfg.select])
         if notes:
             conventions["reference_notes"] = notes
         return AttackResult("ok", values, per_item=rows, conventions=conventions)

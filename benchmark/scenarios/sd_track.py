@@ -331,13 +331,19 @@ class StableDiffusionSetup(ScenarioSetup):
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:
         """No member / held-out images exist (the training set is not the auditor's): membership inference
-        and relearning do not apply; the prompt attacks and probes run on the forget prompts."""
+        and relearning do not apply; the prompt attacks and probes run on the forget prompts. The user's CLIP
+        file (``--clip-weights ARCH=FILE``), when given, is the context's ``config["clip"]`` (P4D's prompt
+        selection); without one the context has no CLIP."""
         from benchmark.models.stable_diffusion import StableDiffusionModel
 
         self.tier = tier
         size = self.base.image_size if isinstance(self.base, StableDiffusionModel) else 64
         empty = LabeledImages(torch.empty(0, 3, size, size), torch.empty(0, dtype=torch.long), ("",))
-        ctx = self._attack_context(tier, seed, self.concept.index, empty, empty, {"concept": self.concept})
+        config: dict[str, Any] = {"concept": self.concept}
+        clip = dict(self.concept.instruments).get("clip")
+        if clip:
+            config["clip"] = clip
+        ctx = self._attack_context(tier, seed, self.concept.index, empty, empty, config)
         ctx.forget_members_mask = ctx.forget_heldout_mask = torch.zeros(0, dtype=torch.bool)
         ctx.forget_prompts = tuple(self.concept.forget_prompts())
         ctx.forget_name = self.concept.name

@@ -225,13 +225,17 @@ class TextTrackSetup(ScenarioSetup):
     def attack_context(self, tier: str, seed: int) -> AttackContext:
         """Members and held-out images with one seeded training caption each (membership inference scores
         an image under the caption it was trained with), the concept's masks, prompts that ask for it
-        (erase phrasings on the held-out templates, over every value of the other axis) and the judge head."""
+        (erase phrasings on the held-out templates, over every value of the other axis) and the judge head.
+        The card's CLIP (``models.clip``, a zoo entry) is the context's ``config["clip"]``."""
         members, heldout = self.splits.members, self.splits.heldout
         seed0 = int(self.scenario.data.get("caption_seed", 0)) + 100
+        config: dict[str, Any] = {"concept": self.concept}
+        if self.scenario.models.get("clip"):
+            config["clip"] = dict(self.scenario.models["clip"])
         ctx = self._attack_context(tier, seed, self.concept.index,
                                    with_captions(members, captions_for(members, self.concept, seed0)),
                                    with_captions(heldout, captions_for(heldout, self.concept, seed0 + 1)),
-                                   {"concept": self.concept})
+                                   config)
         ctx.forget_members_mask, ctx.forget_heldout_mask = self.concept.mask(members), self.concept.mask(heldout)
         ctx.forget_prompts = tuple(self.concept_prompts())
         ctx.judge_head, ctx.forget_name = self.concept.axis, self.concept.name

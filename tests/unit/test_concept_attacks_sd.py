@@ -97,3 +97,57 @@ def test_concept_attacks_run_on_stable_diffusion(attack, sd_ctx, sd):
         assert all(math.isfinite(r["final_loss"]) for r in result.per_item)
     if attack.name == "ring_a_bell":
         assert "padding 49407" in result.conventions["layout"]
+
+
+@pytest.fixture(scope="module")
+def user_clip(tmp_path_factory):
+    """A user's CLIP file (--clip-weights ARCH=FILE): the project's tiny open_clip model saved to safetensors."""
+    from safetensors.torch import save_file
+
+    from benchmark.models.tiny_clip import MODEL_NAME, create_clip
+
+    path = tmp_path_factory.mktemp("clip") / "user-clip.safetensors"
+    save_file({k: v.contiguous() for k, v in create_clip(seed=3).state_dict().items()}, str(path))
+    return f"{MODEL_NAME}={path}", path
+
+
+def test_p4d_selects_prompts_with_the_contexts_clip_on_stable_diffusion(sd_ctx, sd, user_clip, monkeypatch):
+    """P4D's prompt selection scores with the scenario's CLIP from the attack context (the user's open_clip
+    file on Stable Diffusion), never the embedded zoo CLIP; a context without a CLIP keeps the last projection
+    and the record says so."""
+    import attacks.concept.p4d as p4d
+    from benchmark.models.fingerprint import file_sha256
+    from benchmark.models.tiny_clip import MODEL_NAME
+
+    def no_zoo_clip(*_: object) -> None:
+        raise AssertionError("P4D loaded the embedded zoo CLIP on a Stable Diffusion context")
+
+    monkeypatch.setattr(p4d, "_zoo_clip", no_zoo_clip)
+    spec, path = user_clip
+    attack = P4D(n_prompts=1, n_per_prompt=1, k_tokens=3, steps=2, eval_every=1, n_loss_draws=2,
+                 timesteps_per_step=1, n_targets=1)
+    without = {k: v for k, v in sd_ctx.config.items() if k != "clip"}
+    result = attack.run(sd, dataclasses.replace(sd_ctx, cache={}, config={**without, "clip": spec}))
+    assert result.status == "ok", result.reason
+    assert result.conventions["selection_clip"] == f"open_clip {MODEL_NAME} ({path.name})"
+    assert result.conventions["selection_clip_sha256"] == file_sha256(path)
+    assert all(math.isfinite(r["similarity"]) and r["selected_step"] in (0, 1) for r in result.per_item)
+
+    result = attack.run(sd, dataclasses.replace(sd_ctx, cache={}, config=without))
+    assert result.status == "ok", result.reason
+    assert "selection_clip" not in result.conventions and "no CLIP" in result.conventions["selection"]
+    assert all(r["similarity"] is None for r in result.per_item)
+
+
+def test_sd_attack_context_hands_over_the_users_clip_file(user_clip):
+    """The SD setup puts the user's --clip-weights file in the attack context (P4D's selection CLIP), and
+    nothing when none was given."""
+    from benchmark.scenarios import load_scenario
+    from benchmark.scenarios.setup import setup_for
+
+    spec, _ = user_clip
+    for target, expected in (({"concept": "nudity", "clip": spec}, spec), ("nudity", None)):
+        setup = setup_for(load_scenario("sd-nudity"), target, log=lambda *_: None)
+        setup.__dict__.update(base=tiny_stable_diffusion(seed=0, image_size=16), judge=object())  # no pipeline dir
+        ctx = setup.attack_context("smoke", 0)
+        assert ctx.config.get("clip") == expected

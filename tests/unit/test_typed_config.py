@@ -132,7 +132,7 @@ def test_lower_level_helpers():
 def test_every_registered_config_builds_from_every_card_as_before():
     from benchmark.registry import ATTACKS, METHODS
 
-    for scenario in ("mnist-class", "mnist-text-object", "mnist-text-style"):
+    for scenario in ("mnist-class", "mnist-text-object", "mnist-text-style", "sd-nudity", "sd-object", "sd-style"):
         sc = load_scenario(scenario)
         for tier in sc.tiers:
             for registry, values_for in ((METHODS, sc.method_config), (ATTACKS, sc.attack_config)):
@@ -141,6 +141,34 @@ def test_every_registered_config_builds_from_every_card_as_before():
                     made, direct = cls.make_config(values), cls.Config(**values)
                     as_json = [json.dumps(dataclasses.asdict(c), sort_keys=True) for c in (made, direct)]
                     assert as_json[0] == as_json[1], (scenario, tier, name)
+
+
+def test_sd_cards_carry_the_methods_stable_diffusion_settings():
+    """The SD cards' method blocks resolve to specs/methods.md's SD settings (not the DDPM Config defaults):
+    EraseDiff nudity noxattn / Adam 1e-5 / batch 16 / K = 2 / 5 epochs (500 steps at 800 images), objects
+    every weight / K = 1 / 2 epochs (100 steps), erasediff-fixed the released SD λ = 1.0, no clip or EMA;
+    quick and smoke keep the trained weights, lr and λ and scale only the budget."""
+    from benchmark.registry import METHODS
+
+    def config(scenario: str, tier: str, method: str) -> Any:
+        return METHODS.get(method).make_config(load_scenario(scenario).method_config(tier, method))
+
+    full = config("sd-nudity", "full", "erasediff")
+    assert (full.params, full.lr, full.batch_size, full.inner_steps, full.steps) == ("noxattn", 1e-5, 16, 2, 500)
+    assert (full.lambda_mode, full.grad_clip, full.ema_decay, full.inner_lr) == ("adaptive", None, None, 1e-5)
+    fixed = config("sd-nudity", "full", "erasediff-fixed")  # inherits `erasediff`, adds λ
+    assert (fixed.params, fixed.lr, fixed.batch_size, fixed.lambda_mode, fixed.lam) == ("noxattn", 1e-5, 16, "fixed", 1.0)
+    for scenario in ("sd-object", "sd-style"):
+        obj = config(scenario, "full", "erasediff-fixed")
+        assert (obj.params, obj.lr, obj.batch_size, obj.inner_steps, obj.steps, obj.lam) == ("all", 1e-5, 16, 1, 100, 1.0)
+    for scenario in ("sd-nudity", "sd-object", "sd-style"):
+        by_tier = {tier: config(scenario, tier, "erasediff-fixed") for tier in ("smoke", "quick", "full")}
+        assert len({(c.params, c.lr, c.lam, c.grad_clip, c.ema_decay) for c in by_tier.values()}) == 1, scenario
+        assert by_tier["quick"].inner_steps == by_tier["full"].inner_steps
+        salun = config(scenario, "full", "salun")  # α = 0.1 on SD's latent-averaged L_r, as a summed-L_r weight
+        assert (salun.lr, salun.steps, salun.batch_size, salun.alpha * 4 * 64 * 64) == (1e-5, 100, 8, 0.1)
+        esd = config(scenario, "full", "esd-x" if scenario == "sd-style" else "esd-u")
+        assert (esd.steps, esd.lr, esd.negative_guidance) == (1000, 1e-5, 1.0)
 
 
 # -- scenario cards --------------------------------------------------------------------------------------
