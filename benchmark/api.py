@@ -446,6 +446,26 @@ class AttackContext:
         return self.forget_name or f"class {self.forget_class}"
 
 
+HEADLINE = "headline"  # MetricValue.extra flag: this value is one of its attack's headline values
+
+
+def headline_keys(values: dict[str, Any]) -> list[str]:
+    """The headline values of one attack result (``MetricValue``s or their ``to_dict`` form, as in records):
+    the values the audit gives a verdict (and, with an oracle, the ones with a ``_gap`` that the leaderboard
+    gives a column) — not every point of a probe's grid.
+
+    An attack declares them by the ``headline`` list it passes to ``attacks.concept.common.against_references``,
+    which flags each with ``extra["headline"]`` (and adds its ``_gap`` to the oracle). Attacks that score
+    the references for their headline values only (membership, inversion, relearning) need no flag: there
+    the headline values are those with an ``_original`` / ``_oracle`` partner."""
+    def flagged(v: Any) -> bool:
+        extra = v.get("extra") if isinstance(v, dict) else getattr(v, "extra", None)
+        return bool((extra or {}).get(HEADLINE))
+
+    keys = [k for k, v in values.items() if flagged(v)]
+    return keys or [k for k in values if f"{k}_oracle" in values or f"{k}_original" in values]
+
+
 @dataclass
 class AttackResult:
     status: Literal["ok", "skipped", "failed"]

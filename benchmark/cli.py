@@ -365,8 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             configure_threads(args.threads)
         return handlers[args.command](args)
-    except UnlearnbenchError as exc:
-        print(f"unlearnbench: error: {exc}", file=sys.stderr)
+    except UnlearnbenchError as exc:  # one line, whatever a library's message it wraps looks like
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"unlearnbench: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("unlearnbench: interrupted; finished records are kept", file=sys.stderr)

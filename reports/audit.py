@@ -2,11 +2,13 @@
 
 Built from the audit's result records only (``benchmark/audit.py``): the audited model, its reference (the
 model it was derived from) and the oracle (retrained without the target), scored by the same metrics and
-attacks as the leaderboard. For every forget metric and attack value the report gives the three values with
-their 95% intervals and a verdict: **distinguishable from the oracle** when the audited model's interval and
-the oracle's do not overlap (for values without an interval — relearning steps — when the audited model
-relearns in fewer steps than the oracle), with the evidence in words. A model that really forgot behaves
-like the oracle; one distinguishable from it on any attack left a trace an auditor can measure.
+attacks as the leaderboard. For every forget metric and every headline attack value
+(``benchmark.api.headline_keys``; a probe's grid points are kept under ``attack_values`` in report.json and
+plotted as recovery curves, without verdicts) the report gives the three values with their 95% intervals
+and a verdict: **distinguishable from the oracle** when the audited model's interval and the oracle's do
+not overlap (for values without an interval — relearning steps — when the audited model relearns in
+fewer steps than the oracle), with the evidence in words. A model that really forgot behaves like the
+oracle; one distinguishable from it on any attack left a trace an auditor can measure.
 
 The HTML inlines its images (data URIs) and carries a Content-Security-Policy that forbids scripts and
 network requests; every user-supplied string (paths, names, prompts) is escaped by Jinja2's autoescape.
@@ -24,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.api import headline_keys
 from benchmark.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
@@ -91,14 +94,38 @@ def _attack_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                                      "evidence": f"{attack} {entry.get('status')}: {entry.get('reason')}"}})
             continue
         values = entry.get("values") or {}
-        heads = [k for k in values if f"{k}_oracle" in values or f"{k}_original" in values]
-        for key in heads or list(values)[:1]:
+        for key in headline_keys(values) or list(values)[:1]:  # probe grid points get no verdict of their own
             a, o, r = _value(values.get(key)), _value(values.get(f"{key}_oracle")), _value(values.get(f"{key}_original"))
             label = f"{attack} {key}"
             rows.append({"attack": attack, "value": key, "status": "ok", "protocol": values[key].get("protocol", ""),
                          "higher_is_better": values[key].get("higher_is_better"),
                          "audited": a, "oracle": o, "reference": r,
                          "verdict": verdict(label, a, o, r, fewer_leaks=key == "relearn_steps")})
+    return rows
+
+
+REFERENCE_SUFFIXES = ("_oracle", "_original", "_gap")
+POINT_KEYS = ("strength", "prompt", "eta", "variance_scale")  # where a value sits on a probe's grid
+
+
+def _attack_values(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every value of each finished attack that is not a headline (probe grid points, auxiliary values),
+    with the reference's and the oracle's where measured: kept in report.json, plotted, never judged."""
+    rows = []
+    for attack, entry in (records["audited"].get("attacks") or {}).items():
+        values = entry.get("values") or {}
+        if entry.get("status") != "ok" or not values:
+            continue
+        heads = set(headline_keys(values) or list(values)[:1])
+        partners = {f"{k}{suffix}" for k in values for suffix in REFERENCE_SUFFIXES}
+        for key, v in values.items():
+            if key in heads or key in partners:
+                continue
+            extra = v.get("extra") or {}
+            rows.append({"attack": attack, "value": key, "protocol": v.get("protocol", ""),
+                         "point": {k: extra[k] for k in POINT_KEYS if k in extra},
+                         "audited": _value(v), "reference": _value(values.get(f"{key}_original")),
+                         "oracle": _value(values.get(f"{key}_oracle"))})
     return rows
 
 
@@ -152,6 +179,7 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
                     # what a reviewer should worry about: a trace vs the oracle, or no change vs the reference
                     "concern": bool(flagged) if records["oracle"] else bool(same) or not judged},
         "metrics": metrics, "attacks": attacks,
+        "attack_values": _attack_values(records),  # the rest of each attack's values (probe grids): no verdict
         "prompts": plan.prompts,
         "records": {role: rec.get("identity") for role, rec in records.items() if rec},
     }
@@ -168,7 +196,8 @@ def _png(fig: Any) -> bytes:
 
 
 def attack_bars(report: dict[str, Any]) -> bytes | None:
-    """One panel per attack value: reference, audited and oracle with their 95% intervals."""
+    """One panel per headline attack value (``report["attacks"]``: grid points have none) and per judged
+    forget metric: reference, audited and oracle with their 95% intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -249,6 +278,63 @@ def relearning_curves(records: dict[str, dict[str, Any]], record_dir: Path) -> b
     return _png(fig)
 
 
+PROBE_AXES = (("strength", "strength s (1 = pure noise, no context)"),
+              ("eta", "η (DDIM noise weight); mean over variance scales, band: their range"))
+
+
+def recovery_curves(report: dict[str, Any]) -> bytes | None:
+    """Recovery vs the probe's strength: the context probe over s (erased prompt solid, neutral prompt
+    dashed when both ran) and the noise probe over η (mean over the variance scales v, band: min–max over
+    v); audited, reference and oracle (where measured). From ``report["attack_values"]`` only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []  # (attack, axis key, axis label, rows)
+    for attack in dict.fromkeys(r["attack"] for r in report.get("attack_values", [])):
+        rows = [r for r in report["attack_values"] if r["attack"] == attack]
+        for axis, label in PROBE_AXES:
+            on_axis = [r for r in rows if isinstance(r["point"].get(axis), (int, float))]
+            if len({r["point"][axis] for r in on_axis}) >= 2:
+                panels.append((attack, axis, label, on_axis))
+                break
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    colours = {"reference": "#888888", "audited": "#d62728", "oracle": "#2ca02c"}
+    for ax, (attack, axis, label, rows) in zip(axes[0], panels):
+        prompts = sorted({r["point"].get("prompt", "") for r in rows}, key=lambda k: (k != "erased", k))
+        for role in ROLES:
+            for prompt in prompts:
+                by_x: dict[float, list[dict[str, Any]]] = {}
+                for r in rows:
+                    if r["point"].get("prompt", "") == prompt and r.get(role):
+                        by_x.setdefault(float(r["point"][axis]), []).append(r[role])
+                if not by_x:
+                    continue
+                xs = sorted(by_x)
+                ys = [sum(v["value"] for v in by_x[x]) / len(by_x[x]) for x in xs]
+                if axis == "strength":  # one value per s: its 95% interval
+                    lo = [(by_x[x][0].get("ci") or [None])[0] for x in xs]
+                    hi = [(by_x[x][0].get("ci") or [None, None])[1] for x in xs]
+                else:  # several variance scales per η: their range
+                    lo = [min(v["value"] for v in by_x[x]) for x in xs]
+                    hi = [max(v["value"] for v in by_x[x]) for x in xs]
+                dashed = len(prompts) > 1 and prompt != "erased"
+                name = f"{role}" + (f", {prompt} prompt" if len(prompts) > 1 else "")
+                ax.plot(xs, ys, "--" if dashed else "-", marker="o", ms=3, color=colours[role], label=name)
+                if all(v is not None for v in lo + hi):
+                    ax.fill_between(xs, lo, hi, color=colours[role], alpha=0.08 if dashed else 0.15, linewidth=0)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(attack, fontsize=8)
+        ax.set_xlabel(label, fontsize=7)
+        ax.set_ylabel("recovery (judged the concept)", fontsize=7)
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    return _png(fig)
+
+
 # -- writing --------------------------------------------------------------------------------------------
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
@@ -283,6 +369,12 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         lines.append(f"| {esc(r['attack'])} | {esc(r.get('value', ''))} | {_fmt(r.get('reference'))} | "
                      f"{_fmt(r.get('audited'))} | {_fmt(r.get('oracle'))} | {'–' if d is None else ('yes' if d else 'no')} | "
                      f"{esc(r['verdict']['evidence'])} |")
+    if report.get("attack_values"):
+        lines += ["", "## Other attack values (probe grids; no verdict)", "",
+                  "| attack | value | reference | audited | oracle |", "|---|---|---|---|---|"]
+        for r in report["attack_values"]:
+            lines.append(f"| {esc(r['attack'])} | {esc(r['value'])} | {_fmt(r.get('reference'))} | "
+                         f"{_fmt(r.get('audited'))} | {_fmt(r.get('oracle'))} |")
     lines += ["", "## Metrics", "", "| metric | reference | audited | oracle | verdict |", "|---|---|---|---|---|"]
     for r in report["metrics"]:
         v = r.get("verdict")
@@ -299,7 +391,7 @@ def write_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Pat
     records = {"audited": by["audited"], "reference": by["original"], "oracle": by.get("retrain")}
     record_dir = plan.run.out_dir
     figures = {"attack values": attack_bars(report), "membership ROC": roc_curves(records),
-               "relearning": relearning_curves(records, record_dir)}
+               "relearning": relearning_curves(records, record_dir), "recovery curves": recovery_curves(report)}
     grids = {}
     for role, rec in records.items():
         grid = (rec or {}).get("artifacts", {}).get("sample_grid")

@@ -255,6 +255,20 @@ def _extra(record: dict[str, Any], attack: str, value: str) -> dict[str, Any]:
     return ((record.get("attacks") or {}).get(attack, {}).get("values", {}).get(value, {}).get("extra") or {})
 
 
+def _headline(records: Sequence[dict[str, Any]], attack: str) -> list[str]:
+    """The attack's headline value names over the records, in the attack's own order
+    (``benchmark.api.headline_keys``): not every point of a probe's grid."""
+    from benchmark.api import headline_keys
+
+    keys: list[str] = []
+    for r in records:
+        entry = (r.get("attacks") or {}).get(attack) or {}
+        for k in headline_keys(entry.get("values") or {}):
+            if k not in keys and not k.endswith(("_gap", "_oracle", "_original")):
+                keys.append(k)
+    return keys
+
+
 def _attack_status(records: Sequence[dict[str, Any]], method: str, attack: str) -> str:
     """'' when some seed ran ``attack`` for ``method``, else its status (skipped/failed) or '–'."""
     entries = [r.get("attacks", {}).get(attack) for r in records if r["method"]["name"] == method]
@@ -269,7 +283,10 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
 
     MIA: forget-set AUC [CI] and the signed gap Δ to the oracle's AUC (both signs leak). Inversion:
     recovery rate [CI] and its excess over the oracle's. Relearning: steps until the judge sees the class
-    again (≥ = censored) — fewer than the oracle leaks. The last column ranks methods by closeness to
+    again (≥ = censored) — fewer than the oracle leaks. Concept attacks: one column per post-attack
+    headline value (``benchmark.api.headline_keys``, so a probe's grid points stay in the record) with its
+    excess over the oracle's, the first also showing the no-attack level on the same prompts ("pre");
+    only that first value enters the rank, once per attack. The last column ranks methods by closeness to
     the oracle: the mean of each method's rank by |Δ AUC|, recovery excess and relearning shortfall
     (1 = closest), over the attacks that *separate* the unlearning methods at this tier — those where at
     least two methods other than the original and the oracle have disjoint 95% intervals (``separating``);
@@ -327,10 +344,10 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
                 out[f"{head} ({ref_text}, {n_text})"] = cells
                 if dist:
                     distance[attack if key == variants[0][0] else f"{attack}.{key}"] = pd.Series(dist)
-        elif attack != "relearning":  # any other attack: one column per headline value (those with a gap)
-            keys = sorted({m.split(".", 1)[1][:-len("_gap")] for m in agg.index.get_level_values(1)
-                           if m.startswith(f"{attack}.") and m.endswith("_gap")})
-            for key in keys:
+        elif attack != "relearning":  # any other attack: one column per post-attack headline value
+            headline = _headline(records, attack)
+            pre = [k for k in headline if k.startswith("pre_")]
+            for i, key in enumerate(k for k in headline if not k.startswith("pre_")):
                 metric = f"{attack}.{key}"
                 oracle = ref(f"{metric}_oracle")
                 ns = {int(get(m, metric, "n")) for m in methods if get(m, metric) is not None}
@@ -345,11 +362,14 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
                     if gap is not None:
                         text += f" Δ{gap:+.2f}"
                         dist[m] = max(gap, 0.0)  # attack success above the oracle's leaks
+                    before = [get(m, f"{attack}.{k}") for k in pre]
+                    if i == 0 and before and before[0] is not None:  # the no-attack level on the same prompts
+                        text += f" (pre {before[0]:.2f})"
                     cells.append(text)
                 ref_text = f"oracle {oracle:.2f}" if oracle is not None else "no oracle"
                 n_text = f"n={ns.pop()}" if len(ns) == 1 else "n varies"
                 out[f"{attack} {key} ↓ ({ref_text}, {n_text})"] = cells
-                if dist:
+                if dist and i == 0:  # one rank per attack: its first post-attack headline value
                     distance[metric] = pd.Series(dist)
         elif attack == "relearning":
             oracle = ref("relearning.relearn_steps_oracle")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from benchmark.api import AttackContext, DiffusionModel, MetricValue
+from benchmark.api import HEADLINE, AttackContext, DiffusionModel, MetricValue
 from benchmark.metrics.stats import bootstrap_ci
 
 TEXT_REQUIRES = frozenset({"text_cond", "token_embeddings", "grad"})
@@ -197,8 +198,13 @@ def against_references(values: dict[str, MetricValue], context: AttackContext,
                        compute: Callable[[DiffusionModel], dict[str, MetricValue] | None],
                        headline: Sequence[str]) -> tuple[dict[str, MetricValue], dict[str, str]]:
     """Add ``{key}_{ref}`` for every reference model (original, oracle) and ``{key}_gap`` (model − oracle)
-    for each headline key. ``compute(ref)`` returns the reference's values (None when it did not finish)."""
+    for each headline key, and flag the headline keys (``extra["headline"]``, read by
+    ``benchmark.api.headline_keys``). ``compute(ref)`` returns the reference's values (None when it did
+    not finish)."""
     out = dict(values)
+    for key in headline:
+        if key in out:
+            out[key] = dataclasses.replace(out[key], extra={**out[key].extra, HEADLINE: True})
     notes: dict[str, str] = {}
     for ref_name, ref_model in context.reference_models.items():
         ref_values = compute(ref_model)
@@ -207,7 +213,8 @@ def against_references(values: dict[str, MetricValue], context: AttackContext,
             continue
         for key, v in ref_values.items():
             out[f"{key}_{ref_name}"] = MetricValue(f"{key}_{ref_name}", v.value, v.n, v.higher_is_better, v.ci,
-                                                   f"{v.protocol}; the {ref_name} model", dict(v.extra))
+                                                   f"{v.protocol}; the {ref_name} model",
+                                                   {k: x for k, x in v.extra.items() if k != HEADLINE})
     for key in headline:
         oracle = out.get(f"{key}_oracle")
         if key in out and oracle is not None:

@@ -1,8 +1,8 @@
 """Loading a model someone hands us, safely: zoo names, diffusers folders, result records, weight files.
 
-Safetensors only by default. A pickle file (``.ckpt``, ``.bin``, ``.pt``, ``.pth``, or a diffusers folder
-whose weights are ``diffusion_pytorch_model.bin``) is refused with one line unless ``allow_pickle``; even
-then it is read with ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only,
+Safetensors only by default. A pickle file (``.ckpt``, ``.bin``, ``.pt``, ``.pth``, or a folder — class UNet,
+text UNet or Stable Diffusion pipeline — whose weights are ``*.bin``) is refused with one line unless
+``allow_pickle``; even then it is read with ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only,
 so a malicious pickle's code never runs (it fails to load instead). A bare weights file (safetensors or
 pickle) holds a UNet state dict and is loaded into the architecture of ``template`` (the reference
 model), refusing any missing, unexpected or mis-shaped tensor.
@@ -46,9 +46,7 @@ def load_model(spec: str, allow_pickle: bool = False, template: Any = None,
     if path.suffix == ".json":
         return _load_record(path, allow_pickle, what)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
+        state = _load_safetensors(path, what)
         return _into_template(state, template, path, what), {"kind": "safetensors state dict", "path": str(path),
                                                              "sha256": file_sha256(path)}
     if path.suffix in PICKLE_SUFFIXES:
@@ -57,6 +55,22 @@ def load_model(spec: str, allow_pickle: bool = False, template: Any = None,
                                                              "path": str(path), "sha256": file_sha256(path)}
     raise UnlearnbenchError(f"{what} {path}: unknown kind of file (want a folder, a .safetensors or a result "
                             "record .json)")
+
+
+def _load_safetensors(path: Path, what: str) -> dict[str, Any]:
+    """A bare safetensors state dict; a truncated or corrupt file is one error naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UnlearnbenchError(f"{what} {path}: not a readable safetensors file ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _load_pickle(path: Path, allow_pickle: bool, what: str) -> dict[str, Any]:
@@ -70,9 +84,8 @@ def _load_pickle(path: Path, allow_pickle: bool, what: str) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnlearnbenchError(f"{what} {path}: refused — it holds more than tensors (weights-only load failed: "
-                                f"{first})") from exc
+                                f"{_first_line(exc)})") from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -106,10 +119,15 @@ def _load_folder(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionMo
     if (path / "model_index.json").is_file():  # a diffusers Stable Diffusion pipeline folder
         from benchmark.models.stable_diffusion import StableDiffusionModel
 
+        # safetensors (pickles only with allow_pickle, read weights-only); one-line errors for what is missing
+        model = StableDiffusionModel.from_pretrained(path, allow_pickle=allow_pickle)
         weights = path / "unet" / "diffusion_pytorch_model.safetensors"
-        model = StableDiffusionModel.from_pretrained(path)  # safetensors only; one-line errors for what is missing
-        return model, {"kind": "folder (Stable Diffusion pipeline)", "path": str(path),
-                       "sha256": file_sha256(weights) if weights.is_file() else None}
+        pickled = not weights.is_file()
+        if pickled:
+            weights = path / "unet" / "diffusion_pytorch_model.bin"
+        return model, {"kind": "folder (Stable Diffusion pipeline" + (", pickled weights read weights-only)"
+                                                                     if pickled else ")"),
+                       "path": str(path), "sha256": file_sha256(weights) if weights.is_file() else None}
     unet_dir = path / "unet"
     if not unet_dir.is_dir() or not (unet_dir / "config.json").is_file():
         raise UnlearnbenchError(f"{what} {path}: not a model folder (expected unet/config.json and scheduler/, as "
@@ -121,12 +139,14 @@ def _load_folder(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionMo
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     except json.JSONDecodeError as exc:
         raise UnlearnbenchError(f"{what} {path}: unlearnbench.json is not valid JSON ({exc})") from exc
-    kind = meta.get("kind") or _guess_kind(unet_dir)
+    if not isinstance(meta, dict):
+        raise UnlearnbenchError(f"{what} {path}: unlearnbench.json is not a JSON object")
+    kind = meta.get("kind") or _guess_kind(unet_dir, what)
     weights = unet_dir / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
         pickled = unet_dir / "diffusion_pytorch_model.bin"
         if pickled.is_file():
-            return _load_pickled_folder(path, pickled, kind, allow_pickle, what)
+            return _load_pickled_folder(path, pickled, kind, meta, allow_pickle, what)
         raise UnlearnbenchError(f"{what} {path}: missing component unet/diffusion_pytorch_model.safetensors")
     if kind == "text_unet":
         from benchmark.models.text_unet import TextConditionalUNet
@@ -141,30 +161,53 @@ def _load_folder(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionMo
     return model, {"kind": f"folder ({kind})", "path": str(path), "sha256": file_sha256(weights)}
 
 
-def _guess_kind(unet_dir: Path) -> str:
-    config = json.loads((unet_dir / "config.json").read_text())
+def _guess_kind(unet_dir: Path, what: str = "model") -> str:
+    file = unet_dir / "config.json"
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnlearnbenchError(f"{what} {unet_dir.parent}: unet/config.json is not valid JSON "
+                                f"({_first_line(exc)})") from exc
+    if not isinstance(config, dict):
+        raise UnlearnbenchError(f"{what} {unet_dir.parent}: unet/config.json is not a JSON object (a diffusers UNet "
+                                "config)")
     cls = config.get("_class_name", "")
     return {"UNet2DModel": "class_unet", "UNet2DConditionModel": "text_unet"}.get(cls, cls or "unknown")
 
 
-def _load_pickled_folder(path: Path, pickled: Path, kind: str, allow_pickle: bool,
+def _load_pickled_folder(path: Path, pickled: Path, kind: str, meta: dict[str, Any], allow_pickle: bool,
                          what: str) -> tuple[DiffusionModel, dict[str, Any]]:
-    """A diffusers folder whose weights are a pickle: built from its config, weights read weights-only."""
+    """A class or text UNet folder whose weights are a pickle: built from its config, weights read
+    weights-only (``_load_pickle``) and loaded strictly."""
     from benchmark.models.fingerprint import file_sha256
 
     state = _load_pickle(pickled, allow_pickle, what)
-    if kind != "class_unet":
-        raise UnlearnbenchError(f"{what} {path}: pickled weights are supported for class UNet folders only; "
-                                "convert to safetensors")
-    from diffusers import DDPMScheduler, UNet2DModel
+    if kind not in ("class_unet", "text_unet"):
+        raise UnlearnbenchError(f"{what} {path}: unknown model kind {kind!r} (class_unet or text_unet)")
+    from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 
-    from benchmark.models.class_unet import ClassConditionalUNet
+    try:
+        scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+        if kind == "class_unet":
+            from benchmark.models.class_unet import ClassConditionalUNet
 
-    unet = UNet2DModel.from_config(UNet2DModel.load_config(path / "unet"))
-    template = ClassConditionalUNet(unet, DDPMScheduler.from_pretrained(path / "scheduler"),
-                                    unet.config.num_class_embeds - 1)
+            unet = UNet2DModel.from_config(UNet2DModel.load_config(path / "unet"))
+            template: DiffusionModel = ClassConditionalUNet(unet, scheduler, unet.config.num_class_embeds - 1)
+        else:
+            from benchmark.models.text_unet import TextConditionalUNet
+            from benchmark.zoo import load_clip_text_states
+
+            source = meta.get("text_encoder") or {}
+            if not source.get("zoo"):
+                raise UnlearnbenchError(f"{what} {path}: unlearnbench.json names no text encoder (a text UNet folder "
+                                        "references its zoo CLIP there)")
+            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(path / "unet"))
+            template = TextConditionalUNet(unet, scheduler, load_clip_text_states(source["zoo"], source.get("sha256")),
+                                           source)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnlearnbenchError(f"{what} {path}: cannot build the {kind} from its config ({_first_line(exc)})") from exc
     model = _into_template(state, template, pickled, what)
-    return model, {"kind": "folder (class_unet, pickled weights read weights-only)", "path": str(path),
+    return model, {"kind": f"folder ({kind}, pickled weights read weights-only)", "path": str(path),
                    "sha256": file_sha256(pickled)}
 
 

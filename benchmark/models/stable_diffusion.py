@@ -203,9 +203,13 @@ class StableDiffusionModel(ScheduledUNet, DiffusionModel):
 
     # construction / persistence ---------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, sha256: str | None = None) -> StableDiffusionModel:
-        """Load a diffusers Stable Diffusion pipeline folder (safetensors only). ``sha256``: the expected
-        sha256 of ``unet/diffusion_pytorch_model.safetensors``, verified when given."""
+    def from_pretrained(cls, path: str | Path, sha256: str | None = None,
+                        allow_pickle: bool = False) -> StableDiffusionModel:
+        """Load a diffusers Stable Diffusion pipeline folder. ``sha256``: the expected sha256 of the UNet's
+        weights file, verified when given. Safetensors only unless ``allow_pickle``: then a component
+        whose weights are pickles (``diffusion_pytorch_model.bin``, ``pytorch_model.bin``) is first read
+        with ``torch.load(weights_only=True)`` (a pickle holding anything but tensors is refused and runs
+        nothing) and then loaded by diffusers / transformers, whose ``.bin`` path is weights-only too."""
         from transformers import CLIPTextModel, CLIPTokenizer
 
         _quiet_hub_progress()
@@ -229,24 +233,39 @@ class StableDiffusionModel(ScheduledUNet, DiffusionModel):
             if not (path / comp).is_dir():
                 raise UnlearnbenchError(f"{path}: missing component {comp}/ (a Stable Diffusion folder has "
                                         f"{', '.join(c + '/' for c in COMPONENTS)})")
+        safe = {}  # component → True: safetensors, False: pickle weights (allow_pickle only)
         for comp in WEIGHTED:
-            if not any((path / comp).glob("*.safetensors")):
-                pickles = sorted(p.name for p in (path / comp).iterdir() if p.suffix in PICKLE_SUFFIXES)
-                if pickles:
-                    raise UnlearnbenchError(f"{path}: {comp}/{pickles[0]} holds pickle weights, which can "
-                                            "run code when loaded; refused — convert them to safetensors")
+            safe[comp] = any((path / comp).glob("*.safetensors"))
+            if safe[comp]:
+                continue
+            pickles = sorted(p for p in (path / comp).iterdir() if p.suffix in PICKLE_SUFFIXES)
+            if not pickles:
                 raise UnlearnbenchError(f"{path}: missing component {comp}/ weights (no .safetensors file)")
+            if not allow_pickle:
+                raise UnlearnbenchError(f"{path}: {comp}/{pickles[0].name} holds pickle weights, which can "
+                                        "run code when loaded; refused — convert them to safetensors, or pass "
+                                        "--allow-pickle to read them with torch.load(weights_only=True)")
+            from benchmark.models.loading import _load_pickle
+
+            for file in pickles:  # refuses (runs nothing) unless tensors only; the libraries then load them
+                _load_pickle(file, True, "Stable Diffusion weights")
         if sha256:
-            verify_sha256(path / "unet" / "diffusion_pytorch_model.safetensors", sha256)
+            unet_weights = path / "unet" / ("diffusion_pytorch_model.safetensors" if safe["unet"]
+                                            else "diffusion_pytorch_model.bin")
+            verify_sha256(unet_weights, sha256)
+        from safetensors import SafetensorError
+
         try:
-            diffusers_kw = dict(use_safetensors=True, low_cpu_mem_usage=False, local_files_only=True)
-            unet = UNet2DConditionModel.from_pretrained(path / "unet", **diffusers_kw)
-            vae = AutoencoderKL.from_pretrained(path / "vae", **diffusers_kw)
-            text = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True,
+            def diffusers_kw(comp: str) -> dict[str, Any]:
+                return dict(use_safetensors=safe[comp], low_cpu_mem_usage=False, local_files_only=True)
+
+            unet = UNet2DConditionModel.from_pretrained(path / "unet", **diffusers_kw("unet"))
+            vae = AutoencoderKL.from_pretrained(path / "vae", **diffusers_kw("vae"))
+            text = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=safe["text_encoder"],
                                                  local_files_only=True)
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
             scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(path / "scheduler"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
             raise UnlearnbenchError(f"cannot load Stable Diffusion from {path}: {_first_line(exc)}") from exc
         # float32 whatever the files hold (fp16 exports): methods train the UNet in float32, eps autocasts
         return cls(unet.float(), vae.float(), text.float(), tokenizer, scheduler)

@@ -102,18 +102,57 @@ def test_a_plain_state_dict_pickle_loads_weights_only(tmp_path):
     assert model.fingerprint() == base.fingerprint() and "weights_only" in source["kind"]
 
 
+def _pickled_copy(source: Path, folder: Path) -> None:
+    """``source`` (a zoo folder) with its UNet weights saved as a plain state-dict pickle instead."""
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copytree(source, folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(str(weights)), weights.with_suffix(".bin"))
+    weights.unlink()
+
+
+@pytest.mark.parametrize("name", ["mnist-unet-base", "mnist-text-unet-base"])
+def test_allow_pickle_loads_pickled_folders_weights_only(name, tmp_path):
+    from benchmark import UnlearnbenchError
+    from benchmark.models.loading import load_model
+
+    folder = tmp_path / "model"
+    _pickled_copy(zoo.locate(name), folder)
+    with pytest.raises(UnlearnbenchError, match="pickle files can run code"):
+        load_model(str(folder))
+    model, source = load_model(str(folder), allow_pickle=True)
+    assert model.fingerprint() == zoo.load_unet(name).fingerprint()
+    assert "pickled weights read weights-only" in source["kind"]
+
+
 @pytest.mark.parametrize("case, message", [
     ("empty", "not a model folder"),
     ("no-scheduler", "missing component scheduler/"),
     ("wrong-track", "is a class-track model; scenario mnist-text-object is text-track"),
     ("bad-prompts", "prompt file"),
     ("pipeline", "missing component"),
+    ("bad-unet-config", "unet/config.json is not valid JSON"),
+    ("corrupt-weights", "not a readable safetensors file"),
+    ("pickled-text-unet", "pickle files can run code"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsys):
     folder = tmp_path / "model"
     args = [str(folder)]
     if case == "empty":
         folder.mkdir()
+    elif case == "bad-unet-config":  # a diffusers folder (no unlearnbench.json) whose config is not JSON
+        shutil.copytree(zoo.locate("mnist-unet-base"), folder)
+        (folder / "unlearnbench.json").unlink()
+        (folder / "unet" / "config.json").write_text('{"_class_name": "UNet2DModel",')
+    elif case == "corrupt-weights":  # a bare weights file cut short
+        weights = zoo.locate("mnist-unet-base") / "unet" / "diffusion_pytorch_model.safetensors"
+        folder = tmp_path / "model.safetensors"
+        folder.write_bytes(weights.read_bytes()[:1000])
+        args = [str(folder), "--reference", "mnist-unet-base"]
+    elif case == "pickled-text-unet":  # pickled weights are refused without --allow-pickle, text UNets too
+        _pickled_copy(zoo.locate("mnist-text-unet-base"), folder)
     elif case == "no-scheduler":
         shutil.copytree(zoo.locate("mnist-unet-base") / "unet", folder / "unet")
     elif case == "pipeline":

@@ -11,9 +11,12 @@ import torch
 
 from benchmark import zoo
 
-pytestmark = pytest.mark.skipif(
-    zoo.locate("mnist-text-unet-base") is None or zoo.locate("mnist-text-unet-retrain-d0") is None,
-    reason="mnist-text-unet-base / mnist-text-unet-retrain-d0 are not shipped yet (unlearnbench zoo train NAME)")
+pytestmark = [
+    pytest.mark.slow,  # the card's quick-tier attack budgets on two 16x16 models: minutes each (run with -m slow)
+    pytest.mark.skipif(
+        zoo.locate("mnist-text-unet-base") is None or zoo.locate("mnist-text-unet-retrain-d0") is None,
+        reason="mnist-text-unet-base / mnist-text-unet-retrain-d0 are not shipped yet (unlearnbench zoo train NAME)"),
+]
 
 
 @pytest.mark.parametrize("name", ["unlearndiffatk", "ring_a_bell", "p4d", "concept_inversion"])

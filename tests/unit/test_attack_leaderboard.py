@@ -86,3 +86,41 @@ def test_concept_attacks_get_one_column_per_headline_value():
     assert tab.loc["esd-x", col] == "0.90 [0.80, 1.00] Δ+0.80"
     rank = tab["oracle-closeness rank ↓ (over unlearndiffatk.asr)"].astype(float)
     assert rank["retrain"] < rank["uce"] < rank["esd-x"]
+
+
+def _concept_record(method, asr, pre, oracle=None, seed=0):
+    """A text-track record carrying one prompt attack (post-attack ASR and the no-attack level as headline
+    values, as ``against_references`` flags them) and a probe with grid points."""
+    def mv(value, ci=None, headline=False):
+        return {"value": value, "n": 8, "ci": ci, "higher_is_better": None, "protocol": "p",
+                "extra": {"headline": True} if headline else {}}
+
+    uda = {"asr": mv(asr, [max(asr - 0.1, 0), min(asr + 0.1, 1)], True), "pre_asr4": mv(pre, None, True),
+           "asr_original": mv(0.9), "pre_asr4_original": mv(0.8)}
+    probe = {"recovery": mv(asr, [0, 1], True), "recovery_original": mv(0.9),
+             **{f"recovery_s{s}": mv(0.5) for s in (0.2, 0.6)}, **{f"recovery_s{s}_original": mv(0.9) for s in (0.2, 0.6)}}
+    if oracle is not None:
+        uda.update({"asr_oracle": mv(oracle), "asr_gap": mv(asr - oracle), "pre_asr4_oracle": mv(0.0),
+                    "pre_asr4_gap": mv(pre)})
+    return {"scenario": {"name": "mnist-text-object", "version": 1, "config_hash": "h", "tier": "quick",
+                         "forget_class": 0, "samples_per_class": 10, "ddim_steps": 20, "guidance": 5.0},
+            "method": {"name": method}, "seed": seed, "metrics": {},
+            "compute": {"unlearn_seconds": 1.0, "steps": 1, "device": "cpu"},
+            "attacks": {"unlearndiffatk": {"status": "ok", "values": uda},
+                        "context_probe": {"status": "ok", "values": probe}}, "judges": {}}
+
+
+def test_concept_attacks_show_without_an_oracle_and_rank_once_per_attack():
+    without = attack_table([_concept_record("original", 0.9, 0.8), _concept_record("uce", 0.75, 0.0)])
+    cols = list(without.columns)
+    assert cols == ["unlearndiffatk asr ↓ (no oracle, n=8)", "context_probe recovery ↓ (no oracle, n=8)"]
+    assert without.loc["uce", cols[0]] == "0.75 [0.65, 0.85] (pre 0.00)"  # the probe's grid stays in the record
+    records = [_concept_record("original", 0.9, 0.8, 0.1), _concept_record("retrain", 0.1, 0.0, 0.1),
+               _concept_record("uce", 0.75, 0.0, 0.1), _concept_record("esd-u", 0.2, 0.0, 0.1)]
+    tab = attack_table(records)
+    assert tab.loc["uce", "unlearndiffatk asr ↓ (oracle 0.10, n=8)"] == "0.75 [0.65, 0.85] Δ+0.65 (pre 0.00)"
+    assert not any("pre_asr4" in c for c in tab.columns)  # the no-attack level is not its own ranked column
+    rank_col = [c for c in tab.columns if c.startswith("oracle-closeness")]
+    assert rank_col == ["oracle-closeness rank ↓ (over unlearndiffatk.asr)"]
+    rank = tab[rank_col[0]].astype(float)
+    assert rank["retrain"] < rank["esd-u"] < rank["uce"]

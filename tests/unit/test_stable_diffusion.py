@@ -148,6 +148,50 @@ def test_pickle_weights_are_refused(saved, tmp_path):
     assert "\n" not in str(err.value)
 
 
+def _pickle_weights(folder) -> None:
+    """Every component's safetensors as a plain state-dict pickle, named as diffusers / transformers do."""
+    from safetensors.torch import load_file
+
+    for weights in folder.glob("*/*.safetensors"):
+        name = "pytorch_model.bin" if weights.parent.name == "text_encoder" else "diffusion_pytorch_model.bin"
+        torch.save(load_file(str(weights)), weights.parent / name)
+        weights.unlink()
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).write_text, (self.marker, "pwned"))
+
+
+def test_allow_pickle_reads_pickled_components_weights_only(sd, saved, tmp_path):
+    import pickle
+
+    folder = _copy(saved, tmp_path)
+    _pickle_weights(folder)
+    with pytest.raises(UnlearnbenchError, match="--allow-pickle"):
+        StableDiffusionModel.from_pretrained(folder)
+    loaded = StableDiffusionModel.from_pretrained(folder, allow_pickle=True,
+                                                  sha256=file_sha256(folder / "unet" / "diffusion_pytorch_model.bin"))
+    assert loaded.fingerprint() == sd.fingerprint()
+    assert torch.allclose(loaded.encode(PROMPTS), sd.encode(PROMPTS), atol=1e-6)
+    marker = tmp_path / "marker.txt"
+    (folder / "text_encoder" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Evil(marker)}))
+    with pytest.raises(UnlearnbenchError, match="refused") as err:
+        StableDiffusionModel.from_pretrained(folder, allow_pickle=True)
+    assert not marker.exists() and "\n" not in str(err.value)
+
+
+def test_corrupt_text_encoder_weights_are_one_error(saved, tmp_path):
+    folder = _copy(saved, tmp_path)
+    (folder / "text_encoder" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UnlearnbenchError, match="cannot load Stable Diffusion") as err:
+        StableDiffusionModel.from_pretrained(folder)
+    assert "\n" not in str(err.value)
+
+
 def test_missing_component_is_named(saved, tmp_path):
     folder = _copy(saved, tmp_path)
     shutil.rmtree(folder / "vae")

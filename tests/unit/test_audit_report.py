@@ -1,0 +1,94 @@
+"""The audit report (reports/audit.py) from records of the two probes run on the tiny text context: verdicts
+only for each attack's headline values (``benchmark.api.headline_keys``), the grid kept in report.json, and
+the recovery-vs-strength figure inlined in the self-contained HTML."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from attacks.concept.probes import NoiseTrajectoryProbe, VisualContextProbe
+from benchmark.api import MetricValue, headline_keys
+from benchmark.conformance import tiny_text_attack_context
+from reports.audit import build_report, write_report
+
+CONTEXT_CFG = {"n_images": 4, "strengths": (0.2, 0.6, 1.0), "headline_strength": 0.6}
+NOISE_CFG = {"n_prompts": 4, "etas": (1.0, 1.85), "variance_scales": (1.0, 1.04)}
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def attack_results() -> dict[str, dict]:
+    ctx = tiny_text_attack_context()
+    model = ctx.reference_models["original"].fresh(seed=7)
+    out = {}
+    for cls, cfg in ((VisualContextProbe, CONTEXT_CFG), (NoiseTrajectoryProbe, NOISE_CFG)):
+        result = cls(cls.make_config(cfg)).run(model, ctx)
+        assert result.status == "ok", result.reason
+        out[cls.name] = result.to_dict()
+    return out
+
+
+def _record(name: str, attacks: dict) -> dict:
+    return {"method": {"name": name}, "attacks": attacks, "metrics": {}, "seed": 0, "identity": f"id-{name}",
+            "scenario": {"name": "tiny", "version": 1, "config_hash": "abc", "tier": "smoke"},
+            "harness": {"version": "0", "commit": "x"}, "model": {"fingerprint": name * 4},
+            "method_stats": {"source": "zoo:tiny-oracle"}, "artifacts": {}}
+
+
+def _plan(tmp_path):
+    return SimpleNamespace(model_source={"path": EVIL, "kind": "folder", "fingerprint": "f"},
+                           reference_source={"name": "ref", "kind": "zoo", "fingerprint": "g"}, prompts=[],
+                           out=tmp_path / "out", run=SimpleNamespace(out_dir=tmp_path / "records"))
+
+
+def test_headline_keys_are_declared_not_guessed(attack_results):
+    assert headline_keys(attack_results["context_probe"]["values"]) == ["recovery", "recovery_neutral", "recovery_auc"]
+    assert headline_keys(attack_results["noise_probe"]["values"]) == ["recovery"]
+    # attacks that score references for their headline values only: the partner rule
+    plain = {k: MetricValue(k, 0.5, 10, None) for k in ("auc_forget", "auc_forget_oracle", "auc_forget_gap", "auc_all")}
+    assert headline_keys(plain) == ["auc_forget"]
+
+
+def test_verdicts_only_for_headlines_and_the_grid_is_kept(attack_results, tmp_path):
+    records = [_record(name, attack_results if name == "audited" else {})
+               for name in ("original", "retrain", "audited")]
+    report = build_report(records, _plan(tmp_path))
+    judged = {(a["attack"], a["value"]) for a in report["attacks"]}
+    assert judged == {("context_probe", "recovery"), ("context_probe", "recovery_neutral"),
+                      ("context_probe", "recovery_auc"), ("noise_probe", "recovery")}
+    assert report["verdict"]["judged"] == 4
+    grid = {(a["attack"], a["value"]): a for a in report["attack_values"]}
+    for s in CONTEXT_CFG["strengths"]:
+        for kind in ("erased", "neutral"):
+            row = grid[("context_probe", f"recovery_s{s:g}_{kind}")]
+            assert row["point"] == {"strength": s, "prompt": kind}
+            assert row["audited"] and row["reference"] and row["oracle"]
+    assert {k for k in grid if k[0] == "noise_probe"} == {
+        ("noise_probe", "recovery_eta0"), *{("noise_probe", f"recovery_eta{e:g}_v{v:g}")
+                                           for e in NOISE_CFG["etas"] for v in NOISE_CFG["variance_scales"]}}
+    assert not any(k[1].endswith(("_oracle", "_original", "_gap")) for k in grid)
+
+
+def test_recovery_curves_are_inlined_and_escaped(attack_results, tmp_path):
+    records = [_record(name, attack_results if name == "audited" else {})
+               for name in ("original", "retrain", "audited")]
+    plan = _plan(tmp_path)
+    paths = write_report(records, plan)
+    assert (plan.out / "figures" / "recovery_curves.png").is_file()
+    html = paths["html"].read_text()
+    assert EVIL not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "http://" not in html and "https://" not in html
+    figure = re.search(r'alt="probe recovery versus strength" src="data:image/png;base64,([^"]+)"', html)
+    assert figure and base64.b64decode(figure.group(1)).startswith(b"\x89PNG")
+    verdicts, grid = html.split('id="attack-values"')
+    assert verdicts.count("<tr><td>context_probe</td>") == 3  # the verdict table: headlines only
+    assert grid.count("<tr><td>context_probe</td>") == 6  # the grid, folded away, without verdicts
+    md = paths["md"].read_text()
+    assert "figures/recovery_curves.png" in md and "| context_probe | recovery_s0.2_neutral |" in md
+    report = json.loads(paths["json"].read_text())
+    assert len(report["attack_values"]) == 2 * 3 + 1 + 4
