@@ -120,6 +120,9 @@ def build(name: str, out_root: Path | None = None, show_progress: bool = True, c
     out_root = Path(out_root) if out_root is not None else cache_dir() / "zoo"
     out_root.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    for stale in out_root.glob(f".{name}.*"):  # a build killed by a signal (no except clause ran) left it
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
         if isinstance(recipe, (text_recipes.CLIPRecipe, text_recipes.TextJudgeRecipe, text_recipes.TextUNetRecipe)):
