@@ -208,6 +208,8 @@ def measure_prompts(plan: AuditPlan, show_progress: bool = True) -> list[dict[st
     card's) from the reference, the audited model and the oracle; the share the judge reads as the target."""
     from tqdm.auto import tqdm
 
+    from benchmark import zoo
+    from benchmark.sampling import sample_prompts
     from benchmark.scenarios.setup import setup_for
 
     run = plan.run
@@ -223,8 +225,8 @@ def measure_prompts(plan: AuditPlan, show_progress: bool = True) -> list[dict[st
         for role, model in models.items():
             if model is None:
                 continue
-            x = model.sample([row["prompt"]] * PROMPT_SAMPLES, seed=row["seed"], steps=ctx.sample_steps,
-                             guidance=guidance)
+            x = sample_prompts(model, [row["prompt"]] * PROMPT_SAMPLES, ctx.sample_steps, guidance, row["seed"],
+                               cache_dir=zoo.cache_dir(), show_progress=False)  # cached by weights, like run's
             out[f"{role}_concept_rate"] = float(ctx.shows_concept(x).mean())
         rows.append(out)
     return rows

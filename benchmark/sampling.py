@@ -73,10 +73,15 @@ def sample_prompts(model: DiffusionModel, prompts: list[str], steps: int, guidan
                    desc: str = "sampling", fingerprint: str | None = None) -> torch.Tensor:
     """One seeded CFG sample per prompt (images in [−1, 1]), cached by (fingerprint, prompts, steps,
     guidance, seed). Noise of item i depends only on (seed, i)."""
+    return _cached_samples(model, list(prompts), prompts_cache_key(prompts, steps, guidance, seed), steps, guidance,
+                           seed, cache_dir, batch_size, show_progress, desc, fingerprint)
+
+
+def prompts_cache_key(prompts: list[str], steps: int, guidance: float, seed: int) -> str:
+    """The file stem ``sample_prompts`` caches these samples under (in ``<cache>/samples/<fingerprint>/``)."""
     key = hashlib.sha256(json.dumps({"prompts": list(prompts), "steps": steps, "guidance": guidance,
                                      "seed": seed}).encode()).hexdigest()[:16]
-    return _cached_samples(model, list(prompts), f"prompts-{key}", steps, guidance, seed, cache_dir, batch_size,
-                           show_progress, desc, fingerprint)
+    return f"prompts-{key}"
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:

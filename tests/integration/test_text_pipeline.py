@@ -31,6 +31,7 @@ def tiny_card(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     card = yaml.safe_load(MNIST_TEXT_OBJECT.read_text())
     card["name"] = "tiny-text-object"
     card["models"]["base"] = {"zoo": "tiny-text-base", "sha256": None}
+    card["models"]["oracles"] = {"digit0": {"zoo": "tiny-text-oracle", "sha256": None}}  # none: never the real one
     card["tiers"]["smoke"]["samples_per_class"] = 1
     card["tiers"]["smoke"]["ddim_steps"] = 3
     path = root / "tiny-text-object.yaml"
@@ -106,3 +107,15 @@ def test_audit_of_a_text_model_measures_the_prompt_file(tiny_card, tmp_path):
     assert all(0.0 <= r["audited_concept_rate"] <= 1.0 and "reference_concept_rate" in r for r in rows)
     page = (out / "report.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # the prompt file's samples are cached by weights like run's: a repeated audit reuses them
+    from benchmark.audit import PROMPT_SAMPLES
+    from benchmark.sampling import prompts_cache_key
+
+    steps = yaml.safe_load(card.read_text())["tiers"]["smoke"]["ddim_steps"]
+    stem = prompts_cache_key(['<script>alert(1)</script> a red digit 0'] * PROMPT_SAMPLES, steps, 2.0, 4)
+    files = list((Path(env["UNLEARNBENCH_CACHE"]) / "samples").rglob(f"{stem}.pt"))
+    assert len(files) == 1  # the audited model is the base here: one fingerprint, one file for both roles
+    before = {f: f.stat().st_mtime_ns for f in files}
+    res = _cli(["audit", str(model), "--scenario", str(card), "--tier", "smoke", "--attacks", "none", "--prompts",
+                str(prompts), "--out", str(out), "--no-progress"], env)
+    assert res.returncode == 0 and {f: f.stat().st_mtime_ns for f in files} == before
