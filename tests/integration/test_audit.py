@@ -178,27 +178,11 @@ def test_report_escapes_user_strings(base_audit):
 
 
 def test_report_renders_in_a_real_browser(base_audit):
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium; .ci/run installs it)")
-    errors, requests, dialogs = [], [], []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto((base_audit / "report.html").as_uri())
-        page.wait_for_load_state("load")
-        title = page.inner_text("#model-path")
-        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
-        rows = page.eval_on_selector_all("#attacks tr", "els => els.length")
-        browser.close()
-    assert not errors and not dialogs
-    assert all(url.startswith(("file://", "data:")) for url in requests), requests
-    assert EVIL_NAME in title  # shown as text, executed nothing
-    assert len(images) >= 4 and all(done and width > 0 for done, width in images), images
-    assert rows >= 3
+    from tests.browser import open_report
 
+    seen = open_report(base_audit / "report.html", "#model-path")
+    assert not seen["errors"] and not seen["dialogs"]
+    assert seen["offline"], seen["requests"]
+    assert EVIL_NAME in seen["text"]  # shown as text, executed nothing
+    assert len(seen["images"]) >= 4 and all(done and width > 0 for done, width in seen["images"]), seen["images"]
+    assert seen["attack_rows"] >= 3

@@ -119,3 +119,9 @@ def test_audit_of_a_text_model_measures_the_prompt_file(tiny_card, tmp_path):
     res = _cli(["audit", str(model), "--scenario", str(card), "--tier", "smoke", "--attacks", "none", "--prompts",
                 str(prompts), "--out", str(out), "--no-progress"], env)
     assert res.returncode == 0 and {f: f.stat().st_mtime_ns for f in files} == before
+    # in a real browser: the prompt shows as text, runs nothing, and the page fetches nothing
+    from tests.browser import open_report
+
+    seen = open_report(out / "report.html")
+    assert not seen["errors"] and not seen["dialogs"] and seen["offline"], seen
+    assert "<script>alert(1)</script> a red digit 0" in seen["text"] and seen["script_tags"] == 0
