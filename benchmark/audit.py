@@ -149,8 +149,8 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
         target = {"concept": target, "prompts": prompt_rows, **instruments}
         prompt_rows = []
     elif instruments:
-        raise UnlearnbenchError("--clip-weights / --inception-weights apply to Stable Diffusion scenarios; the embedded "
-                                "models are measured with the project's own CLIP and judge")
+        raise UnlearnbenchError("--clip-weights / --inception-weights / --nudity-convention apply to Stable Diffusion "
+                                "scenarios; the embedded models are measured with the project's own CLIP and judge")
     if ref_model is not None and track_of(ref_model) != track:
         raise UnlearnbenchError(f"reference {reference} is a {track_of(ref_model)}-track model; the audited one is "
                                 f"{track}-track")

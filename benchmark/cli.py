@@ -35,6 +35,9 @@ def _instrument_args(p: argparse.ArgumentParser) -> None:
                         "ViT-L-14=/models/open_clip_vit_l14.bin (never downloaded)")
     p.add_argument("--inception-weights", default=None, metavar="FILE",
                    help="Stable Diffusion scenarios: FID[Inception] with a local pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--nudity-convention", default=None, metavar="NAME",
+                   help="NudeNet-judged scenarios: which detections count as nudity — i2p (the card's default: "
+                        "I2P / EraseDiff), i2p+body, or unlearndiffatk (UnlearnDiffAtk's classes and threshold)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +193,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     targets: list = (_int_list(args.forget_class, "--forget-class") or _str_list(args.concept, "--concept")
                      or [None])
     base = None
-    instruments = {k: v for k, v in (("clip", args.clip_weights), ("inception", args.inception_weights)) if v}
+    instruments = {k: v for k, v in (("clip", args.clip_weights), ("inception", args.inception_weights),
+                                     ("nudity_convention", args.nudity_convention)) if v}
     if args.base is not None or args.prompts is not None or instruments:
         from benchmark.audit import read_prompts
         from benchmark.models.loading import load_model
@@ -258,7 +262,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     target = args.forget_class if args.forget_class is not None else args.concept
     plan = plan_audit(args.model, args.reference, args.scenario, target, args.tier, args.seed, args.attacks,
                       args.prompts, args.allow_pickle, args.device, args.out,
-                      {"clip": args.clip_weights, "inception": args.inception_weights})
+                      {"clip": args.clip_weights, "inception": args.inception_weights,
+                       "nudity_convention": args.nudity_convention})
     paths = run_audit(plan, show_progress=not args.no_progress)
     report = __import__("json").loads(paths["json"].read_text())
     print(f"\nverdict: {report['verdict']['summary']}")

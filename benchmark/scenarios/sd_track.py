@@ -118,6 +118,9 @@ def concept_from_card(scenario: Any, target: Any) -> PromptConcept:
                                 f"{', '.join(sorted(concepts)) or 'none'}")
     spec = {**(scenario.raw.get("concept_defaults") or {}), **concepts[name]}
     judge = scenario.raw.get("models", {}).get("judge") or {}
+    if any(k == "nudity_convention" for k, _ in instruments) and judge.get("kind") != "nudenet":
+        raise UnlearnbenchError(f"--nudity-convention applies to NudeNet-judged scenarios; {scenario.name} judges with "
+                                f"{judge.get('kind')}")
     if judge.get("kind") == "clip_zero_shot":  # the concept is the judge's class of the same name
         classes = [str(c).lower() for c in judge.get("classes") or []]
         if name not in classes:
@@ -133,7 +136,7 @@ def concept_from_card(scenario: Any, target: Any) -> PromptConcept:
                                 user_prompts=tuple((str(r["prompt"]), r.get("seed"), r.get("guidance")) for r in prompts),
                                 instruments=tuple(instruments),
                                 instrument_sha256=tuple(_file_sha256(v.partition("=")[2] if k == "clip" else v)
-                                                        for k, v in instruments))
+                                                        if k in FILE_INSTRUMENTS else "" for k, v in instruments))
     except (KeyError, TypeError, ValueError) as exc:
         raise UnlearnbenchError(f"scenario card {scenario.path}: concepts.{name} needs erase, paraphrases, templates, "
                                 f"contrast and neutral ({exc})") from None
@@ -160,7 +163,15 @@ def check_instruments(target: dict[str, Any]) -> list[tuple[str, str]]:
         if not Path(inception).expanduser().is_file():
             raise UnlearnbenchError(f"--inception-weights: no file {inception} (pt_inception-2015-12-05-6726825d.pth)")
         out.append(("inception", str(Path(inception).expanduser())))
+    convention = target.get("nudity_convention")
+    if convention:
+        from benchmark.metrics.nudity import get_convention
+
+        out.append(("nudity_convention", get_convention(str(convention)).name))  # unknown: one error line
     return out
+
+
+FILE_INSTRUMENTS = ("clip", "inception")  # instruments that name a file (its sha256 goes into the record)
 
 
 @functools.lru_cache(maxsize=16)
@@ -209,6 +220,9 @@ class StableDiffusionSetup(ScenarioSetup):
         if kind == "nudenet":
             from benchmark.metrics.nudity import NudeNetJudge
 
+            chosen = dict(self.concept.instruments).get("nudity_convention")
+            if chosen:  # the user's --nudity-convention over the card's
+                spec["convention"] = chosen
             return NudeNetJudge(**spec)
         if kind == "clip_zero_shot":
             from benchmark.metrics.clip_zero_shot import (

@@ -151,3 +151,24 @@ def test_sd_attack_context_hands_over_the_users_clip_file(user_clip):
         setup.__dict__.update(base=tiny_stable_diffusion(seed=0, image_size=16), judge=object())  # no pipeline dir
         ctx = setup.attack_context("smoke", 0)
         assert ctx.config.get("clip") == expected
+
+
+def test_the_nudity_convention_flag_reaches_the_judge_and_is_checked():
+    from benchmark import UnlearnbenchError
+    from benchmark.cli import build_parser
+    from benchmark.scenarios import load_scenario
+    from benchmark.scenarios.sd_track import StableDiffusionSetup, concept_from_card
+
+    args = build_parser().parse_args(["audit", "x", "--nudity-convention", "unlearndiffatk"])
+    assert args.nudity_convention == "unlearndiffatk"
+    sc = load_scenario("sd-nudity")
+    concept = concept_from_card(sc, {"concept": "nudity", "nudity_convention": "unlearndiffatk"})
+    assert ("nudity_convention", "unlearndiffatk") in concept.instruments
+    setup = StableDiffusionSetup(sc, concept, "cpu", lambda *_: None)
+    assert setup.judge.convention.name == "unlearndiffatk"
+    assert setup.target_tag != StableDiffusionSetup(sc, None, "cpu", lambda *_: None).target_tag  # another table
+    assert StableDiffusionSetup(sc, None, "cpu", lambda *_: None).judge.convention.name == "i2p"  # the card's
+    with pytest.raises(UnlearnbenchError, match="unknown nudity convention 'i2pp'.*did you mean 'i2p'"):
+        concept_from_card(sc, {"concept": "nudity", "nudity_convention": "i2pp"})
+    with pytest.raises(UnlearnbenchError, match="applies to NudeNet-judged scenarios"):
+        concept_from_card(load_scenario("sd-object"), {"nudity_convention": "i2p", "clip": None})
