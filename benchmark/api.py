@@ -120,7 +120,8 @@ class DiffusionModel(abc.ABC):
 
     @abc.abstractmethod
     def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
-        """Trainable parameters; ``xattn`` / ``noxattn`` select (non-)cross-attention weights."""
+        """Trainable parameters; ``xattn`` selects the cross-attention weights, ``noxattn`` the rest but the
+        time embedding and the output layer (the released ESD / EraseDiff "noxattn")."""
 
     @abc.abstractmethod
     def modules(self) -> dict[str, nn.Module]:

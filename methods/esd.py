@@ -52,14 +52,8 @@ class ESDConfig:
 
 def esd_parameters(model: DiffusionModel, which: str) -> list[nn.Parameter]:
     """ESD's parameter sets: ``xattn`` = cross-attention; ``noxattn`` = all but cross-attention, the time
-    embedding and the output layer (the released code's selection)."""
-    unet = model.modules()["unet"]
-    out = []
-    for name, p in unet.named_parameters():
-        is_x = "attn2" in name
-        excluded = is_x or name.startswith(("time_embedding", "time_proj", "conv_out", "conv_norm_out"))
-        if (which == "xattn" and is_x) or (which == "noxattn" and not excluded):
-            out.append(p)
+    embedding and the output layer (the released code's selection, which is the models' ``noxattn``)."""
+    out = model.parameters(which)  # type: ignore[arg-type]
     if not out:
         raise ValueError(f"esd: the model has no {which} parameters")
     return out

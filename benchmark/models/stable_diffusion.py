@@ -24,7 +24,8 @@ view of the ``CLIPTextModel`` (``token_embedding``, ``forward(ids)`` → states,
 members the concept attacks use, as on the project's text UNet.
 
 Parameter subsets: ``xattn`` = the UNet's cross-attention layers (names containing ``attn2``);
-``noxattn`` = every other UNet weight. The VAE and the text encoder are never trained by a method; they
+``noxattn`` = every other UNet weight but the time embedding and the output layer (the released ESD /
+EraseDiff selection; ``benchmark.models.text_unet.unet_parameters``). The VAE and the text encoder are never trained by a method; they
 enter the fingerprint. Weights are read from safetensors only; pickled weights are refused.
 
 ``tiny_stable_diffusion`` builds a random tiny model of the same structure offline (tests): its tokenizer

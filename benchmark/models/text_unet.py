@@ -8,7 +8,7 @@ Diffusion's convention). Guidance follows diffusers' convention, ε̃ = ε_u + s
 Sampling is deterministic DDIM (η = 0, no x̂0 clipping), noise of item i depending only on (seed, i).
 
 Parameter subsets: ``xattn`` = the cross-attention layers (``attn2``, ESD-x and UCE edit these);
-``noxattn`` = every other UNet weight (ESD-u uses this minus the time embedding and output layer, see
+``noxattn`` = every other UNet weight but the time embedding and output layer (the released ESD-u selection, see
 ``methods/esd.py``). The text encoder is never trained by a method.
 """
 
@@ -208,13 +208,19 @@ class TextConditionalUNet(ScheduledUNet, DiffusionModel):
         return torch.cat(out) if out else torch.empty((0, *shape))
 
 
+NOXATTN_EXCLUDED_PREFIXES = ("time_embedding", "time_proj", "conv_out", "conv_norm_out")
+
+
 def unet_parameters(unet: nn.Module, subset: str = "all") -> list[nn.Parameter]:
-    """A cross-attention UNet's parameters: all, the cross-attention layers (``attn2``), or the rest."""
+    """A cross-attention UNet's parameters: all, the cross-attention layers (``attn2``), or ``noxattn`` —
+    the released ESD / EraseDiff selection: every weight except cross-attention, the time embedding and
+    the output layer (CompVis ``time_embed`` / ``out.``; diffusers ``time_embedding`` / ``conv_norm_out``,
+    ``conv_out``)."""
     named = list(unet.named_parameters())
     if subset == "all":
         return [p for _, p in named]
     if subset == "xattn":
         return [p for n, p in named if "attn2" in n]
     if subset == "noxattn":
-        return [p for n, p in named if "attn2" not in n]
+        return [p for n, p in named if "attn2" not in n and not n.startswith(NOXATTN_EXCLUDED_PREFIXES)]
     raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")

@@ -113,10 +113,14 @@ def test_sampling_is_batch_size_independent():
     assert torch.allclose(a, b, atol=1e-4)  # float reductions differ by batch shape
 
 
-def test_xattn_subsets_partition_the_unet():
+def test_xattn_subsets_are_the_released_esd_selection():
+    """xattn + noxattn + (time embedding, output layer) partition the UNet, as ESD's / EraseDiff's code."""
     model = tiny_text_model()
     x, nx = model.parameters("xattn"), model.parameters("noxattn")
-    assert x and nx and len(x) + len(nx) == len(model.parameters("all"))
+    named = dict(model.modules()["unet"].named_parameters())
+    ids = {id(p) for p in x + nx}
+    rest = sorted({n.split(".")[0] for n, p in named.items() if id(p) not in ids})
+    assert x and nx and len(x) + len(nx) < len(named) and rest == ["conv_norm_out", "conv_out", "time_embedding"]
 
 
 def test_replace_concept_replaces_whole_words_only():
