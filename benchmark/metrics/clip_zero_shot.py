@@ -12,7 +12,7 @@ Images are N×C×H×W tensors in [−1, 1]. They are quantised to uint8 like a s
 model's own validation transform (PIL resize + centre crop + normalise), so a score equals the one
 computed from the saved images with open_clip's usual recipe.
 
-CLIP score (Hessel et al., EMNLP 2021, at torchmetrics' scale, as in specs/metrics.md): per (image, prompt)
+CLIP score (Hessel et al., EMNLP 2021, at torchmetrics' scale; docs/metrics.md): per (image, prompt)
 pair 100 · max(cos(E_img, E_txt), 0), on a 0–100 scale; reported as the mean over pairs with n and a 95%
 bootstrap CI, the architecture named in the label (``CLIP score [ViT-L-14]``).
 

@@ -144,7 +144,7 @@ def test_every_registered_config_builds_from_every_card_as_before():
 
 
 def test_sd_cards_carry_the_methods_stable_diffusion_settings():
-    """The SD cards' method blocks resolve to specs/methods.md's SD settings (not the DDPM Config defaults):
+    """The SD cards' method blocks resolve to the released SD settings (not the DDPM Config defaults):
     EraseDiff nudity noxattn / Adam 1e-5 / batch 16 / K = 2 / 5 epochs (500 steps at 800 images), objects
     every weight / K = 1 / 2 epochs (100 steps), erasediff-fixed the released SD λ = 1.0, no clip or EMA;
     quick and smoke keep the trained weights, lr and λ and scale only the budget."""
