@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attacks.concept.common import against_references
 from attacks.inversion.common import attack_images, cached_per_model, judged_recovery
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 
@@ -89,33 +90,24 @@ class Relearning(Attack):
         steps, curve, stopped = cached_per_model(context, self, model, lambda: self.steps_to_relearn(model, context))
         if stopped:
             return AttackResult("failed", reason=f"stopped by the {stopped}", per_item=curve)
-        censored = steps is None
-        value = float(cfg.max_steps if censored else steps)
         what = context.concept_name
         proto = (f"first step (checked every {cfg.check_every}) at which ≥ {cfg.threshold:.0%} of {cfg.n_samples} "
                  f"samples asking for {what} (CFG {context.guidance}, DDIM {cfg.sample_steps or context.sample_steps}) "
                  f"are judged {what}; Adam lr {cfg.lr}, label dropout {cfg.label_dropout} on "
                  f"{cfg.n_images} forget images; censored at {cfg.max_steps}")
-        values = {"relearn_steps": MetricValue("relearn_steps", value, cfg.n_samples, None, None, proto,
-                                               {"censored": censored, "curve": curve})}
-        notes: dict[str, str] = {}
-        for ref_name, ref_model in context.reference_models.items():  # "original" and, where shipped, "oracle"
-            r_steps, r_curve, r_stopped = cached_per_model(
-                context, self, ref_model, lambda m=ref_model: self.steps_to_relearn(m, context))
-            if r_stopped:
-                notes[ref_name] = f"not measured: stopped by the {r_stopped}"
-                continue
-            r_val = float(cfg.max_steps if r_steps is None else r_steps)
-            values[f"relearn_steps_{ref_name}"] = MetricValue(
-                f"relearn_steps_{ref_name}", r_val, cfg.n_samples, None, None, f"{proto}; the {ref_name}",
-                {"censored": r_steps is None, "curve": r_curve})
-        if "relearn_steps_oracle" in values:
-            # negative: relearns faster than a model that never saw the concept (the concept is still there)
-            gap = value - values["relearn_steps_oracle"].value
-            values["relearn_steps_gap"] = MetricValue(
-                "relearn_steps_gap", gap, cfg.n_samples, None, None,
-                "relearn steps − the oracle's (one fine-tuning run each; the interval comes from the table's seeds)",
-                {"censored": censored or bool(values["relearn_steps_oracle"].extra.get("censored"))})
+
+        def as_values(first: int | None, judged: list[dict]) -> dict[str, MetricValue]:
+            return {"relearn_steps": MetricValue("relearn_steps", float(cfg.max_steps if first is None else first),
+                                                 cfg.n_samples, None, None, proto,
+                                                 {"censored": first is None, "curve": judged})}
+
+        def reference(ref: DiffusionModel) -> dict[str, MetricValue] | None:
+            r_steps, r_curve, r_stopped = cached_per_model(context, self, ref, lambda: self.steps_to_relearn(ref, context))
+            return None if r_stopped else as_values(r_steps, r_curve)
+
+        # relearn_steps_original / _oracle and relearn_steps_gap = model − oracle (negative: relearns faster than
+        # a model that never saw the concept; one fine-tuning run each, the interval comes from the table's seeds)
+        values, notes = against_references(as_values(steps, curve), context, reference, ["relearn_steps"])
         return AttackResult("ok", values, per_item=curve,
                             conventions={"threshold": cfg.threshold, "check_every": cfg.check_every,
                                          "judge": context.judge.label, "judge_sha256": context.judge.sha256,

@@ -69,10 +69,7 @@ class ClassTrackSetup(ScenarioSetup):
                            device=self.device, cache_dir=cache_dir)
 
     def oracle_entry(self) -> tuple[str, str | None]:
-        """The card's ``models.oracles`` entry for the class (zoo name and sha256); a class the card does not
-        list falls back to the zoo's naming convention, unverified."""
-        entry = (self.scenario.models.get("oracles") or {}).get(self.target) or {}
-        return entry.get("zoo") or f"mnist-unet-retrain-c{self.target}", entry.get("sha256")
+        return self.card_oracle(self.target, f"mnist-unet-retrain-c{self.target}")
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:
         return self._attack_context(tier, seed, self.target, self.splits.members, self.splits.heldout)

@@ -127,6 +127,12 @@ class ScenarioSetup(abc.ABC):
     def oracle_entry(self) -> tuple[str, str | None]:
         """(zoo name, sha256 from the card or None) of the oracle retrained without the target."""
 
+    def card_oracle(self, key: Any, conventional: str) -> tuple[str, str | None]:
+        """The card's ``models.oracles[key]`` entry (zoo name and sha256); a target the card does not list
+        falls back to the zoo's naming convention, unverified."""
+        entry = (self.scenario.models.get("oracles") or {}).get(key) or {}
+        return entry.get("zoo") or conventional, entry.get("sha256")
+
 
 def setup_for(scenario: Any, target: Any = None, device: str = "cpu", log: Any = print) -> ScenarioSetup:
     """The scenario's setup for ``target``: the card's ``loader`` or its track's built-in one."""

@@ -218,11 +218,8 @@ class TextTrackSetup(ScenarioSetup):
                    "retained_what": "prompt cells", "clip": self.scenario.models.get("clip")})
 
     def oracle_entry(self) -> tuple[str, str | None]:
-        """The card's ``models.oracles`` entry for the concept (zoo name and sha256); a concept the card does
-        not list falls back to the zoo's naming convention, unverified."""
         tag = f"d{self.concept.value}" if self.concept.axis == "digit" else str(self.concept.value)
-        entry = (self.scenario.models.get("oracles") or {}).get(self.target_tag) or {}
-        return entry.get("zoo") or f"mnist-text-unet-retrain-{tag}", entry.get("sha256")
+        return self.card_oracle(self.target_tag, f"mnist-text-unet-retrain-{tag}")
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:
         """Members and held-out images with one seeded training caption each (membership inference scores
