@@ -109,7 +109,9 @@ class ConceptInversion(Attack):
         # the images in the model's data space, once (VAE latents on Stable Diffusion; identity on pixels)
         x0 = frozen.encode_images(data.x.to(frozen.device))
         captions = placeholder_captions(list(data.conditions), concept)
-        slots = {c: SlotPrompt(frozen, c, 1) for c in sorted(set(captions))}
+        unique = sorted(set(captions))
+        slots = [SlotPrompt(frozen, c, 1) for c in unique]
+        caption_row = torch.tensor([unique.index(c) for c in captions])
         table = frozen.text_encoder.token_embedding.weight.detach()  # type: ignore[attr-defined]
         init = table[torch.tensor(search_vocabulary(concept)).to(table.device)].mean(0, keepdim=True)
         v = init.clone().requires_grad_(True)
@@ -121,7 +123,10 @@ class ConceptInversion(Attack):
             if stopped:
                 return torch.empty(0), losses, stopped
             idx = torch.randint(0, len(data), (min(cfg.batch_size, len(data)),), generator=gen)
-            states = torch.cat([slots[captions[int(i)]].states(v) for i in idx])
+            # one batched text-encoder pass over the batch's distinct captions (the same v in each), then indexed
+            distinct, inverse = torch.unique(caption_row[idx], return_inverse=True)
+            states = frozen.encode_embeddings(torch.cat([slots[int(c)].embeddings(v) for c in distinct]))  # type: ignore[attr-defined]
+            states = states[inverse.to(states.device)]
             loss = frozen.loss(x0[idx.to(x0.device)], states, generator=gen).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

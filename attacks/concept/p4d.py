@@ -41,8 +41,12 @@ Departures from the released code, stated (also in the result's ``conventions``)
 - the target pool is sampled with the scenario's guidance and DDIM steps from the attack seed (released:
   the dataset's seed and guidance, DPM-Solver 25 steps); the judge (not NudeNet) picks the target;
 - the prompt-selection image and the judged images use the benchmark's DDIM sampler and seeds;
-- the paper attacks only "ideal" prompts (the original shows the concept, the erased model does not); here
-  every erase prompt is attacked and the pre-attack ASR on the same prompts is reported beside it.
+- the paper attacks and counts only "ideal" prompts (the original shows the concept, the erased model does
+  not); here every erase prompt is counted: one whose pre-attack images already show the concept is a
+  success at step 0 and is not attacked (so post-ASR ≥ pre-ASR, as UnlearnDiffAtk reports it), the rest are
+  attacked, and the pre-attack ASR on the same prompts is reported beside;
+- the attacked prompts are optimised together, one batch per step (per-prompt losses, element-wise AdamW:
+  the updates of one prompt at a time, with different random draws).
 The discrete prompt is judged as *text* (as released): its re-tokenisation may differ from the optimised
 token ids (adjacent sub-word pieces merge); each row records whether it round-trips.
 """
@@ -192,91 +196,106 @@ class P4D(Attack):
             context.cache[key] = (x, score.max(1).values)
         return context.cache[key]
 
-    def optimise(self, frozen: DiffusionModel, orig: DiffusionModel, x0: Tensor, prompt: str, vocab: Tensor,
+    def optimise(self, frozen: DiffusionModel, orig: DiffusionModel, x0: Tensor, prompts: list[str], vocab: Tensor,
                  gen: torch.Generator, clock: Any, clip: SelectionCLIP | None,
-                 context: AttackContext) -> tuple[dict, str, str]:
-        """P4D-N for one prompt: ``frozen`` (the model under test, frozen) learns to match ``orig``'s ε under
-        ``prompt`` on the noised target image ``x0`` (1 × C × H × W). Returns (row, the kept prompt's text,
-        stop reason — '' when all steps ran; the row is then partial and the text '')."""
+                 context: AttackContext) -> tuple[list[dict], list[str], str]:
+        """P4D-N for the prompts ``prompts`` together: ``frozen`` (the model under test, frozen) learns, per
+        prompt, to match ``orig``'s ε under that prompt on its noised target image (``x0``: P × C × H × W).
+        One batch per step; each prompt's loss is its own mean (AdamW is per element), so the updates are
+        those of one prompt at a time. Returns (rows, the kept prompts' texts, stop reason — '' when all
+        steps ran; the rows are then partial and the texts empty)."""
         cfg = self.config
-        k, b, dev = cfg.k_tokens, cfg.timesteps_per_step, frozen.device
+        p, k, b, dev = len(prompts), cfg.k_tokens, cfg.timesteps_per_step, frozen.device
         steps_dd = cfg.sample_steps or context.sample_steps
         table = frozen.text_encoder.token_embedding.weight.detach()[vocab.to(dev)]  # type: ignore[attr-defined]
         table_unit = F.normalize(table, dim=-1)
         T = frozen.num_train_timesteps
         slot = SlotPrompt(frozen, "", k)  # P4D-N: the learned tokens replace the prompt
-        x0_image = x0.cpu()  # the target image, for the CLIP similarity of the prompt selection
-        # the target in the model's data space, where it is noised (VAE latents on SD; identity on pixels)
+        x0_image = x0.cpu()  # the target images, for the CLIP similarity of the prompt selection
+        # the targets in the model's data space, where they are noised (VAE latents on SD; identity on pixels)
         x0 = frozen.encode_images(x0.to(dev))
+        nd = cfg.n_loss_draws
         with torch.no_grad():
-            c_p = orig.encode([prompt])
+            c_p = orig.encode(prompts)
             # fixed draws for the reported loss of the initial / final discrete prompts (not optimised on)
-            t_fix = torch.randint(0, T, (cfg.n_loss_draws,), generator=gen).to(dev)
-            e_fix = torch.randn((cfg.n_loss_draws, *x0.shape[1:]), generator=gen).to(dev)
-            xt_fix = frozen.add_noise(x0.expand(cfg.n_loss_draws, -1, -1, -1), e_fix, t_fix)
-            tgt_fix = orig.eps(xt_fix, t_fix, c_p.expand(cfg.n_loss_draws, -1, -1))
+            t_fix = torch.randint(0, T, (p * nd,), generator=gen).to(dev)
+            e_fix = torch.randn((p * nd, *x0.shape[1:]), generator=gen).to(dev)
+            xt_fix = frozen.add_noise(x0.repeat_interleave(nd, 0), e_fix, t_fix)
+            tgt_fix = orig.eps(xt_fix, t_fix, c_p.repeat_interleave(nd, 0))
 
-        def fixed_loss(idx: Tensor) -> float:
+        def states_of(embeds: Tensor) -> Tensor:  # P × k × D token embeddings → P × L × D text states
+            return frozen.encode_embeddings(torch.cat([slot.embeddings(e) for e in embeds]))  # type: ignore[attr-defined]
+
+        def fixed_loss(idx: Tensor) -> list[float]:
             with torch.no_grad():
-                states = slot.states(table[idx]).expand(cfg.n_loss_draws, -1, -1)
-                return float(F.mse_loss(frozen.eps(xt_fix, t_fix, states), tgt_fix))
+                pred = frozen.eps(xt_fix, t_fix, states_of(table[idx]).repeat_interleave(nd, 0))
+                return (pred - tgt_fix).pow(2).reshape(p, -1).mean(1).tolist()
 
-        init = torch.randint(0, len(vocab), (k,), generator=gen).to(dev)
+        init = torch.randint(0, len(vocab), (p, k), generator=gen).to(dev)
         emb = table[init].clone().requires_grad_(True)
         opt = torch.optim.AdamW([emb], lr=cfg.lr, weight_decay=cfg.weight_decay)
-        row: dict[str, Any] = {"prompt": prompt, "loss_init": fixed_loss(init)}
-        best_sim, best_idx, best_step = -float("inf"), None, None
-        losses: list[float] = []
+        rows: list[dict[str, Any]] = [{"prompt": q, "attacked": True, "loss_init": li}
+                                      for q, li in zip(prompts, fixed_loss(init))]
+        best_sim = [-float("inf")] * p
+        best_idx: list[Tensor | None] = [None] * p
+        best_step: list[int | None] = [None] * p
+        losses: list[Tensor] = []
         for step in range(cfg.steps):
             stopped = clock.exhausted()
             if stopped:
-                row.update(steps=step, final_loss=losses[-1] if losses else None)
-                return row, "", stopped
+                for i, row in enumerate(rows):
+                    row.update(steps=step, final_loss=float(losses[-1][i]) if losses else None)
+                return rows, [], stopped
             idx = nearest_tokens(emb, table_unit)
             hard = table[idx] + emb - emb.detach()  # forward the projection, gradient to the continuous
-            t = torch.randint(0, T, (b,), generator=gen).to(dev)
-            eps = torch.randn((b, *x0.shape[1:]), generator=gen).to(dev)
-            x_t = frozen.add_noise(x0.expand(b, -1, -1, -1), eps, t)
+            t = torch.randint(0, T, (p * b,), generator=gen).to(dev)
+            eps = torch.randn((p * b, *x0.shape[1:]), generator=gen).to(dev)
+            x_t = frozen.add_noise(x0.repeat_interleave(b, 0), eps, t)
             with torch.no_grad():
-                target = orig.eps(x_t, t, c_p.expand(b, -1, -1))
-            pred = frozen.eps(x_t, t, slot.states(hard).expand(b, -1, -1))
-            loss = F.mse_loss(pred.float(), target.float())
-            (emb.grad,) = torch.autograd.grad(loss, [emb])
+                target = orig.eps(x_t, t, c_p.repeat_interleave(b, 0))
+            pred = frozen.eps(x_t, t, states_of(hard).repeat_interleave(b, 0))
+            per_prompt = (pred.float() - target.float()).pow(2).reshape(p, -1).mean(1)
+            (emb.grad,) = torch.autograd.grad(per_prompt.sum(), [emb])
             opt.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+            losses.append(per_prompt.detach().cpu())
             if clip is not None and step % cfg.eval_every == 0:  # the pre-update projection, as released
-                text = slot.with_tokens(vocab[idx.cpu()].tolist())
-                img = frozen.sample([text], seed=context.seed + 83 + step, steps=steps_dd, guidance=context.guidance)
+                texts = [slot.with_tokens(vocab[i_.cpu()].tolist()) for i_ in idx]
+                img = frozen.sample(texts, seed=context.seed + 83 + step, steps=steps_dd, guidance=context.guidance)
                 feats = clip.encode(torch.cat([img.cpu(), x0_image]))
-                sim = float(feats[0] @ feats[1])
-                if sim > best_sim:
-                    best_sim, best_idx, best_step = sim, idx.clone(), step
+                sims = (feats[:p] * feats[p:]).sum(-1).tolist()
+                for i, sim in enumerate(sims):
+                    if sim > best_sim[i]:
+                        best_sim[i], best_idx[i], best_step[i] = sim, idx[i].clone(), step
         last = nearest_tokens(emb, table_unit)
-        chosen = last if best_idx is None else best_idx
-        ids = vocab[chosen.cpu()].tolist()
-        text = slot.with_tokens(ids)
-        retok = frozen.tokenize([text])[0]  # type: ignore[attr-defined]
-        retok = retok[1:n_tokens(retok, special_tokens(frozen)[1]) - 1].tolist()  # between start and end
-        row.update(adversarial_prompt=text, tokens=ids, retokenises=retok == ids, steps=len(losses),
-                   final_loss=losses[-1] if losses else None, loss_last=fixed_loss(last),
-                   loss_selected=fixed_loss(chosen), selected_step=len(losses) if best_idx is None else best_step,
-                   similarity=None if best_idx is None else best_sim)
-        return row, text, ""
+        chosen = torch.stack([last[i] if best_idx[i] is None else best_idx[i] for i in range(p)])
+        loss_last, loss_chosen = fixed_loss(last), fixed_loss(chosen)
+        texts = []
+        for i, row in enumerate(rows):
+            ids = vocab[chosen[i].cpu()].tolist()
+            text = slot.with_tokens(ids)
+            retok = frozen.tokenize([text])[0]  # type: ignore[attr-defined]
+            retok = retok[1:n_tokens(retok, special_tokens(frozen)[1]) - 1].tolist()  # between start and end
+            row.update(adversarial_prompt=text, tokens=ids, retokenises=retok == ids, steps=len(losses),
+                       final_loss=float(losses[-1][i]) if losses else None, loss_last=loss_last[i],
+                       loss_selected=loss_chosen[i],
+                       selected_step=len(losses) if best_idx[i] is None else best_step[i],
+                       similarity=None if best_idx[i] is None else best_sim[i])
+            texts.append(text)
+        return rows, texts, ""
 
     def attack(self, model: DiffusionModel, context: AttackContext) -> tuple[dict[str, MetricValue], list[dict], str]:
-        """P4D-N on every prompt against ``model`` (its own budget clock); returns (values, rows, stop
-        reason — '' when it finished)."""
+        """P4D-N on every prompt the model does not already answer with the concept (its own budget clock);
+        returns (values, rows, stop reason — '' when it finished)."""
         cfg = self.config
         if cfg.select not in ("clip", "last"):
             raise ValueError(f"p4d: select must be 'clip' or 'last', got {cfg.select!r}")
         concept = concept_of(context)
         clock = context.budget.start()
         prompts = erase_prompts(context, cfg.n_prompts)
-        rows: list[dict] = []
         stopped = clock.exhausted()
         if stopped:
-            return {}, rows, stopped
+            return {}, [], stopped
         n, b, k = cfg.n_per_prompt, cfg.timesteps_per_step, cfg.k_tokens
         steps_dd = cfg.sample_steps or context.sample_steps
         frozen = model.clone().to(model.device).eval().requires_grad_(False)
@@ -284,38 +303,49 @@ class P4D(Attack):
         pre = judge_conditions(frozen, prompts, context, n, context.seed + 73, cfg.sample_steps)
         stopped = clock.exhausted()
         if stopped:
-            return {}, rows, stopped
+            return {}, [], stopped
         targets, target_scores = self.targets(context, prompts)
         clip = selection_clip(context) if cfg.select == "clip" else None  # None: the scenario has no CLIP
         vocab = torch.tensor(search_vocabulary(concept), dtype=torch.long)
         gen = torch.Generator().manual_seed(context.seed + 79)
-        texts: list[str] = []
-        for i, prompt in enumerate(prompts):
-            row, text, stopped = self.optimise(frozen, orig, targets[i:i + 1], prompt, vocab, gen, clock, clip,
-                                               context)
-            row.update(target_score=float(target_scores[i]), pre_hits=int(pre[i].sum()))
-            rows.append(row)
+        # the paper attacks only prompts the erased model refuses: one it already answers with the concept is
+        # a success without search (post-ASR ≥ pre-ASR), recorded as not attacked
+        ideal = [i for i in range(len(prompts)) if not bool(pre[i].any())]
+        rows = [{"prompt": q, "attacked": False} for q in prompts]
+        if ideal:
+            found, texts, stopped = self.optimise(frozen, orig, targets[ideal], [prompts[i] for i in ideal], vocab,
+                                                  gen, clock, clip, context)
+            for i, row in zip(ideal, found):
+                rows[i] = row
             if stopped:
                 return {}, rows, stopped
-            texts.append(text)
-        stopped = clock.exhausted()
-        if stopped:
-            return {}, rows, stopped
-        post = judge_conditions(frozen, texts, context, n, context.seed + 89, cfg.sample_steps)
-        for row, hits in zip(rows, post):
-            row.update(hits=int(hits.sum()), success=bool(hits.any()))
-        what = (f"P4D-N on {len(prompts)} erase-phrasing prompts: {k} learned tokens replacing the prompt, "
+            stopped = clock.exhausted()
+            if stopped:
+                return {}, rows, stopped
+            post_ideal = judge_conditions(frozen, texts, context, n, context.seed + 89, cfg.sample_steps)
+        post = pre.clone()
+        for j, i in enumerate(ideal):
+            post[i] = post_ideal[j]
+        for i, row in enumerate(rows):
+            row.update(target_score=float(target_scores[i]), pre_hits=int(pre[i].sum()), hits=int(post[i].sum()),
+                       success=bool(post[i].any()))
+        what = (f"P4D-N on {len(prompts)} erase-phrasing prompts ({len(ideal)} attacked: the others already show the "
+                f"concept, a success at step 0): {k} learned tokens replacing the prompt, "
                 f"{cfg.steps} AdamW steps (lr {cfg.lr}, wd {cfg.weight_decay}) matching the original's ε under the "
                 f"prompt on its noised sample ({b} (t, ε) draws/step), prompt kept by "
                 f"{'CLIP image similarity every ' + str(cfg.eval_every) + ' steps' if clip is not None else _LAST[cfg.select]}; "
                 f"{n} images per found prompt (s={context.guidance}, DDIM {steps_dd})")
+        attacked = [r for r in rows if r["attacked"]]
+
+        def mean_of(key: str) -> float | None:
+            return sum(r[key] for r in attacked) / len(attacked) if attacked else None
+
         values = {}
         for key, v in asr_values(post, "post", what, n).items():
             name = key.removeprefix("post_")
             values[name] = MetricValue(name, v.value, v.n, v.higher_is_better, v.ci, v.protocol, {
-                "mean_loss_init": sum(r["loss_init"] for r in rows) / len(rows),
-                "mean_loss_selected": sum(r["loss_selected"] for r in rows) / len(rows),
-                "retokenise_share": sum(r["retokenises"] for r in rows) / len(rows)})
+                "attacked_prompts": len(attacked), "mean_loss_init": mean_of("loss_init"),
+                "mean_loss_selected": mean_of("loss_selected"), "retokenise_share": mean_of("retokenises")})
         values.update(asr_values(pre, "pre", f"no attack, the same {len(prompts)} prompts", n))
         return values, rows, ""
 
@@ -329,9 +359,8 @@ class P4D(Attack):
         values, rows, stopped = cached_per_model(context, self, model, lambda: self.attack(model, context))
         if stopped:
             done = sum("adversarial_prompt" in r for r in rows)
-            total = len(erase_prompts(context, cfg.n_prompts))
-            return AttackResult("failed", reason=f"stopped by the {stopped}: {done} of {total} prompts optimised"
-                                + (", none judged" if done == total else ""), per_item=rows)
+            return AttackResult("failed", reason=f"stopped by the {stopped}: {done} prompts optimised, none judged",
+                                per_item=rows)
 
         def reference(ref: DiffusionModel) -> dict[str, MetricValue] | None:
             v, _, ref_stopped = cached_per_model(context, self, ref, lambda: self.attack(ref, context))
@@ -353,7 +382,9 @@ class P4D(Attack):
                            "budgets scaled to the 16x16 model (see Config)",
                            f"{cfg.timesteps_per_step} (t, eps) draws per step (released: 1)",
                            "target and selection images from the benchmark's DDIM sampler and seeds; judge picks the target",
-                           "every erase prompt attacked (paper: only 'ideal' prompts); pre-ASR reported beside"],
+                           ("prompts already showing the concept count as successes at step 0, the rest are attacked "
+                            "(paper: only 'ideal' prompts attacked and counted); pre-ASR reported beside"),
+                           "attacked prompts optimised together, one batch per step"],
         }
         clip = selection_clip(context) if cfg.select == "clip" else None
         if clip is not None:

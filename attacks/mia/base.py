@@ -90,6 +90,9 @@ class MembershipAttack(Attack):
     class Config:
         batch_size: int = 250
         include_all_classes: bool = True  # also members vs held-out over every class
+        # at most this many images per split (members, held-out): a seeded random subset, the same for every
+        # model (None: all); a budget, stated in the values' protocol
+        max_per_split: int | None = None
 
     def score(self, model: DiffusionModel, data: LabeledImages, index: torch.Tensor, seed: int) -> torch.Tensor:
         """Per-image membership score, higher = more likely a member. ``index`` identifies each image
@@ -130,6 +133,9 @@ class MembershipAttack(Attack):
         m_mask, h_mask = context.forget_mask("members"), context.forget_mask("heldout")
         members = context.members if all_classes else context.members.where(m_mask)
         heldout = context.heldout if all_classes else context.heldout.where(h_mask)
+        if self.config.max_per_split is not None:
+            members, m_mask = self._subset(members, m_mask, context.seed, 1)
+            heldout, h_mask = self._subset(heldout, h_mask, context.seed, 2)
         clock = context.budget.start()
         scores = {"members": self._scores(model, members, 1, context.seed, clock),
                   "heldout": self._scores(model, heldout, 2, context.seed, clock),
@@ -138,6 +144,16 @@ class MembershipAttack(Attack):
                   "heldout_forget": h_mask if all_classes else torch.ones(len(heldout), dtype=torch.bool)}
         context.cache[key] = scores
         return scores
+
+    def _subset(self, data: LabeledImages, forget: torch.Tensor, seed: int,
+                salt: int) -> tuple[LabeledImages, torch.Tensor]:
+        """At most ``max_per_split`` of ``data`` (seeded, the same for every model) and its forget mask."""
+        cap = self.config.max_per_split
+        if cap is None or len(data) <= cap:
+            return data, forget
+        pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 31 + salt))[:cap].sort().values
+        full_mask = forget if len(forget) == len(data) else torch.ones(len(data), dtype=torch.bool)
+        return data.take(pick), full_mask[pick]
 
     def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
         skipped = self.skip_if_missing(model)
@@ -156,6 +172,8 @@ class MembershipAttack(Attack):
         values: dict[str, MetricValue] = {}
         what = context.concept_name
         proto = f"{self.name}; forget members ({what}) vs held-out of {what}; sklearn ROC"
+        if self.config.max_per_split is not None:
+            proto += f"; at most {self.config.max_per_split} images per split (seeded subset, the same for every model)"
 
         def forget_auc(sc: dict[str, torch.Tensor]) -> RocSummary:
             return summarize(sc["members"][sc["members_forget"]].numpy(), sc["heldout"][sc["heldout_forget"]].numpy(),

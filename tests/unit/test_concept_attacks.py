@@ -16,6 +16,7 @@ from attacks.concept.common import (
     search_vocabulary,
 )
 from attacks.concept.concept_inversion import ConceptInversion
+from attacks.concept.p4d import P4D
 from attacks.concept.unlearndiffatk import UnlearnDiffAtk, project_simplex
 from benchmark.api import AttackBudget
 from benchmark.conformance import tiny_text_attack_context
@@ -72,6 +73,8 @@ ATTACKS = [
     ConceptASR(n_prompts=2, n_per_prompt=2),
     UnlearnDiffAtk(n_prompts=2, steps=4, check_every=2, n_per_prompt=2),
     ConceptInversion(n_images=4, steps=3, batch_size=2, n_prompts=2, n_per_prompt=2),
+    P4D(n_prompts=2, k_tokens=3, steps=3, eval_every=1, n_loss_draws=2, timesteps_per_step=1, n_targets=2,
+        n_per_prompt=2),
 ]
 
 
@@ -96,6 +99,26 @@ def test_a_spent_budget_stops_the_attack_with_a_reason(attack):
     ctx = tiny_text_attack_context(budget=AttackBudget(max_seconds=0.0))
     result = attack.run(ctx.reference_models["oracle"].clone(), ctx)
     assert result.status == "failed" and "wall-clock" in result.reason
+
+
+@pytest.mark.parametrize("attack", [UnlearnDiffAtk(n_prompts=3, steps=4, check_every=2, n_per_prompt=2),
+                                    P4D(n_prompts=3, k_tokens=3, steps=2, eval_every=1, n_loss_draws=2,
+                                        timesteps_per_step=1, n_targets=2, n_per_prompt=2)], ids=lambda a: a.name)
+@pytest.mark.parametrize("judged", [1.0, 0.0])
+def test_a_prompt_that_already_shows_the_concept_is_a_success_at_step_zero(attack, judged):
+    """Step 0 of a prompt attack is the prompt itself: with a judge that sees the concept everywhere every
+    prompt succeeds unattacked (post = pre = 1); with one that never does every prompt is attacked (ASR 0)."""
+    ctx = tiny_text_attack_context()
+    ctx.shows_concept = lambda x: torch.full((len(x),), judged)  # type: ignore[method-assign]
+    model = ctx.reference_models["oracle"].clone()
+    values, rows, stopped = attack.attack(model, ctx)
+    assert stopped == "" and len(rows) == len(erase_prompts(ctx, 3)) > 1
+    n = attack.config.n_per_prompt
+    assert values[f"pre_asr{n}"].value == judged
+    assert values[f"asr{n}" if attack.name == "p4d" else "asr"].value == judged
+    assert all(r["attacked"] == (judged == 0.0) for r in rows)
+    if judged:
+        assert all(r["success"] for r in rows)
 
 
 def test_concept_attacks_refuse_a_class_track_context(tiny_model):

@@ -91,10 +91,10 @@ def test_concept_attacks_run_on_stable_diffusion(attack, sd_ctx, sd):
     if attack.name == "context_probe":  # outputs decoded to images, compared with the context images
         assert all(math.isfinite(r["mse_to_context"]) for r in result.per_item)
     if attack.name == "p4d":
-        for row in result.per_item:
-            assert isinstance(row["retokenises"], bool) and math.isfinite(row["final_loss"])
+        for row in result.per_item:  # a prompt that already shows the concept is not attacked (success at step 0)
+            assert not row["attacked"] or (isinstance(row["retokenises"], bool) and math.isfinite(row["final_loss"]))
     if attack.name == "unlearndiffatk":
-        assert all(math.isfinite(r["final_loss"]) for r in result.per_item)
+        assert all(not r["attacked"] or math.isfinite(r["final_loss"]) for r in result.per_item)
     if attack.name == "ring_a_bell":
         assert "padding 49407" in result.conventions["layout"]
 
