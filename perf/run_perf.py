@@ -3,6 +3,7 @@
 Usage:  python perf/run_perf.py [--scenarios mnist-class,mnist-text-object,mnist-text-style]
         [--tiers smoke,quick] [--device cpu] [--methods M,...] [--attacks A,...|none] [--out docs/performance.md]
         [--skip-cost-ratios] [--keep DIR]
+        python perf/run_perf.py --from-records DIR [--seed 0]   # the tables of shipped records, no rerun
 
 Each tier runs in a fresh cache (cold: the original model's samples and the FID reference features
 are computed, as on a user's first run) and writes its records to a temp folder. Targets: smoke ≤ 2 min;
@@ -37,21 +38,51 @@ def run_tier(tier: str, device: str, methods: list[str] | None, keep: Path | Non
         plan = runner.plan(scenario, methods, None, tier, 0, device, results, attacks=attacks)
         runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
         wall = time.time() - t0
-        rows, attack_rows = [], []
-        for rec in load_records(results):
-            t = rec["timings"]
-            rows.append({"method": rec["method"]["name"], "steps": rec["compute"]["steps"], "attacks": 0.0, **t,
-                         "total": sum(t.values())})
-            for name, entry in (rec.get("attacks") or {}).items():
-                c = entry.get("cost") or {}
-                attack_rows.append({"method": rec["method"]["name"], "attack": name, "status": entry["status"],
-                                    "seconds": c.get("seconds", 0.0), "forward": c.get("forward_images", 0),
-                                    "backward": c.get("backward_images", 0)})
-    order = {m: i for i, m in enumerate(m.name for m in plan.cells)}
-    rows.sort(key=lambda r: order[r["method"]])
-    attack_rows.sort(key=lambda r: order[r["method"]])
-    return {"tier": tier, "scenario": scenario, "wall_s": wall, "rows": rows, "attack_rows": attack_rows,
-            "setup_s": wall - sum(r["total"] for r in rows)}
+        r = from_records(load_records(results), [m.name for m in plan.cells])
+    return {"tier": tier, "scenario": scenario, "wall_s": wall, **r, "setup_s": wall - sum(x["total"] for x in r["rows"])}
+
+
+def from_records(records: list[dict], order: list[str]) -> dict:
+    """Per-method stage times and per-attack costs of ``records`` (one seed), in the order of ``order``
+    (the run's method order: its first method pays for the reference models' attacks)."""
+    rows, attack_rows = [], []
+    for rec in records:
+        t = rec["timings"]
+        rows.append({"method": rec["method"]["name"], "steps": rec["compute"]["steps"], "attacks": 0.0, **t,
+                     "total": sum(t.values())})
+        for name, entry in (rec.get("attacks") or {}).items():
+            c = entry.get("cost") or {}
+            attack_rows.append({"method": rec["method"]["name"], "attack": name, "status": entry["status"],
+                                "seconds": c.get("seconds", 0.0), "forward": c.get("forward_images", 0),
+                                "backward": c.get("backward_images", 0)})
+    rank = {m: i for i, m in enumerate(order)}
+    rows.sort(key=lambda r: rank.get(r["method"], len(rank)))
+    attack_rows.sort(key=lambda r: rank.get(r["method"], len(rank)))
+    return {"rows": rows, "attack_rows": attack_rows}
+
+
+def records_markdown(folder: Path, seed: int) -> str:
+    """The stage and attack-cost tables of a shipped records folder (one seed), without re-running it:
+    ``python perf/run_perf.py --from-records docs/records/mnist-text-object-v2-quick --seed 0``."""
+    from benchmark.results import load_records
+    from benchmark.scenarios import load_scenario
+
+    records = [r for r in load_records(folder) if r["seed"] == seed]
+    if not records:
+        raise SystemExit(f"run_perf: no records of seed {seed} in {folder}")
+    scenario, tier = records[0]["scenario"]["name"], records[0]["scenario"]["tier"]
+    r = {"tier": tier, "scenario": scenario,
+         **from_records(records, list(load_scenario(scenario).default_methods))}
+    total = sum(x["total"] for x in r["rows"])
+    attacks = sum(x["attacks"] for x in r["rows"])
+    lines = [f"`{folder}`, seed {seed}: {len(r['rows'])} methods, {total:.0f} s of cells "
+             f"({attacks:.0f} s of it attacks; loading not included)", "",
+             "| method | steps | unlearn s | sampling s | metrics s | attacks s | total s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in r["rows"]:
+        lines.append(f"| {row['method']} | {row['steps']} | {row['unlearn']:.1f} | {row['sampling']:.1f} | "
+                     f"{row['metrics']:.1f} | {row['attacks']:.1f} | {row['total']:.1f} |")
+    return "\n".join(lines + [""] + attack_cost_markdown(r))
 
 
 def attack_cost_markdown(r: dict) -> list[str]:
@@ -114,7 +145,13 @@ def main() -> None:
     ap.add_argument("--skip-cost-ratios", action="store_true", help="skip the default-budget cost ratios")
     ap.add_argument("--keep", type=Path, default=None, help="keep each tier's records in KEEP/<tier>")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "performance.md")
+    ap.add_argument("--from-records", type=Path, default=None,
+                    help="print the tables of an existing records folder (one --seed) instead of running")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.from_records is not None:
+        print(records_markdown(args.from_records, args.seed))
+        return
     methods = args.methods.split(",") if args.methods else None
     attacks = None if args.attacks is None else [a for a in args.attacks.split(",") if a and a != "none"]
     results = []
