@@ -47,6 +47,8 @@ grad-norm clip 1.0, EMA 0.99; 4 epochs × 2 blocks × ⌈4500/128⌉ ≈ 288 out
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -193,13 +195,15 @@ class EraseDiff(FineTuningMethod):
             lam = cfg.lam
         for p, a, b in zip(params, g_r, g_f):
             p.grad = a + lam * b
-        return {
+        row = {
             "loss_r": float(loss_r.detach()),
             "loss_f": float(loss_f.detach()),
-            "constraint_g": float(loss_f.detach()) - lf_phi,
             "lambda": lam,
             "cos_gf_gr": float(dot) / (float(gf_sq.sqrt() * gr_sq.sqrt()) + 1e-12),
         }
+        if math.isfinite(lf_phi):  # g is logged only on the steps that measure it (``constraint_every``)
+            row["constraint_g"] = float(loss_f.detach()) - lf_phi
+        return row
 
 
 @dataclass

@@ -86,6 +86,25 @@ def test_measuring_the_constraint_every_n_steps_leaves_the_weights_bitwise_uncha
             every[1].stats["constraint_g"]["last"] != every[2].stats["constraint_g"]["last"]
 
 
+def test_steps_that_skip_the_constraint_log_no_value_the_runner_would_stop_on(tiny_model, tiny_request):
+    """The runner stops a method on any non-finite logged value; a step that does not measure g logs no g
+    (it once logged NaN, and every EraseDiff cell of the text cards failed at step 2)."""
+    import dataclasses
+
+    from benchmark.runner import _Bar
+
+    seen: list[dict] = []
+
+    def progress(step: int, total: int, stats: dict) -> None:
+        _Bar("erasediff", enabled=False)(step, total, stats)
+        seen.append(stats)
+
+    request = dataclasses.replace(tiny_request, progress=progress)
+    out = EraseDiff(inner_steps=1, batch_size=4, constraint_every=2).unlearn(tiny_model, request)
+    assert len(seen) == out.steps > 2
+    assert ["constraint_g" in row for row in seen[:3]] == [True, False, True]
+
+
 def test_constraint_every_is_refused_where_the_inner_solution_shapes_the_update(tiny_model, tiny_request):
     import pytest
 
