@@ -48,7 +48,6 @@ grad-norm clip 1.0, EMA 0.99; 4 epochs × 2 blocks × ⌈4500/128⌉ ≈ 288 out
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Any, Literal
 

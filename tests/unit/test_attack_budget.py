@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from benchmark import cost
 from benchmark.api import AttackBudget
 from benchmark.conformance import tiny_attack_context, tiny_model
@@ -52,3 +54,23 @@ def test_membership_scores_stop_between_batches_and_restore_the_model_mode():
         result = cls(cls.make_config({"include_all_classes": False, "batch_size": 4})).run(model, ctx)
     assert result.status == "failed" and "forward-pass budget" in result.reason
     assert all(m.training for m in model.modules().values())
+
+
+def test_membership_max_per_split_scores_the_same_seeded_subset_for_every_model():
+    cls = ATTACKS.get("loss_threshold")
+    ctx = tiny_attack_context()
+    n_members = int(ctx.forget_mask("members").sum())
+    cap = max(2, n_members // 2)
+    attack = cls(cls.make_config({"include_all_classes": False, "max_per_split": cap}))
+    with cost.measure("cpu"):
+        first = attack.run(tiny_model(2), ctx)
+        other = attack.run(tiny_model(3), ctx)
+    assert first.status == "ok", first.reason
+    rows = [r for r in first.per_item if r["split"] == "members"]
+    assert len(rows) == min(cap, n_members) < n_members
+    assert first.values["auc_forget"].n <= 2 * cap and f"at most {cap}" in first.values["auc_forget"].protocol
+    assert {r["label"] for r in rows} == {ctx.forget_class}  # a subset of the forget members
+    members = ctx.members.where(ctx.forget_mask("members"))
+    picks = [attack._subset(members, ctx.forget_mask("members"), ctx.seed, 1)[0].x for _ in range(2)]
+    assert torch.equal(picks[0], picks[1])  # seeded: the same images for every model
+    assert len(other.per_item) == len(first.per_item)
