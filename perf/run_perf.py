@@ -76,13 +76,18 @@ def records_markdown(folder: Path, seed: int) -> str:
     total = sum(x["total"] for x in r["rows"])
     attacks = sum(x["attacks"] for x in r["rows"])
     lines = [f"`{folder}`, seed {seed}: {len(r['rows'])} methods, {total:.0f} s of cells "
-             f"({attacks:.0f} s of it attacks; loading not included)", "",
-             "| method | steps | unlearn s | sampling s | metrics s | attacks s | total s |",
+             f"({attacks:.0f} s of it attacks; loading not included)", "", *stage_table(r["rows"])]
+    return "\n".join(lines + [""] + attack_cost_markdown(r))
+
+
+def stage_table(rows: list[dict]) -> list[str]:
+    """Markdown rows of per-method stage times (header included)."""
+    lines = ["| method | steps | unlearn s | sampling s | metrics s | attacks s | total s |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for row in r["rows"]:
+    for row in rows:
         lines.append(f"| {row['method']} | {row['steps']} | {row['unlearn']:.1f} | {row['sampling']:.1f} | "
                      f"{row['metrics']:.1f} | {row['attacks']:.1f} | {row['total']:.1f} |")
-    return "\n".join(lines + [""] + attack_cost_markdown(r))
+    return lines
 
 
 def attack_cost_markdown(r: dict) -> list[str]:
@@ -123,12 +128,7 @@ def markdown(results: list[dict], device: str) -> str:
         verdict = "" if target is None else (f" — target ≤ {target / 60:.0f} min: "
                                              f"{'met' if r['wall_s'] <= target else 'MISSED'}")
         where = "" if r.get("scenario", "mnist-class") == "mnist-class" else f"{r['scenario']}, "
-        lines += [f"## {where}{r['tier']} tier: {r['wall_s']:.0f} s wall{verdict}", "",
-                  "| method | steps | unlearn s | sampling s | metrics s | attacks s | total s |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for row in r["rows"]:
-            lines.append(f"| {row['method']} | {row['steps']} | {row['unlearn']:.1f} | {row['sampling']:.1f} | "
-                         f"{row['metrics']:.1f} | {row['attacks']:.1f} | {row['total']:.1f} |")
+        lines += [f"## {where}{r['tier']} tier: {r['wall_s']:.0f} s wall{verdict}", "", *stage_table(r["rows"])]
         lines += [f"| (loading models, data, judge) | | | | | | {r['setup_s']:.1f} |", ""]
         lines += attack_cost_markdown(r)
     return "\n".join(lines) + "\n"

@@ -129,31 +129,29 @@ class MembershipAttack(Attack):
         key = (self.name, repr(self.config), context.seed, model.fingerprint(), context.forget_class)
         if key in context.cache:
             return context.cache[key]
-        all_classes = self.config.include_all_classes
-        m_mask, h_mask = context.forget_mask("members"), context.forget_mask("heldout")
-        members = context.members if all_classes else context.members.where(m_mask)
-        heldout = context.heldout if all_classes else context.heldout.where(h_mask)
-        if self.config.max_per_split is not None:
-            members, m_mask = self._subset(members, m_mask, context.seed, 1)
-            heldout, h_mask = self._subset(heldout, h_mask, context.seed, 2)
+        members, m_forget = self._split(context, "members", 1)
+        heldout, h_forget = self._split(context, "heldout", 2)
         clock = context.budget.start()
         scores = {"members": self._scores(model, members, 1, context.seed, clock),
                   "heldout": self._scores(model, heldout, 2, context.seed, clock),
                   "members_y": members.y, "heldout_y": heldout.y,
-                  "members_forget": m_mask if all_classes else torch.ones(len(members), dtype=torch.bool),
-                  "heldout_forget": h_mask if all_classes else torch.ones(len(heldout), dtype=torch.bool)}
+                  "members_forget": m_forget, "heldout_forget": h_forget}
         context.cache[key] = scores
         return scores
 
-    def _subset(self, data: LabeledImages, forget: torch.Tensor, seed: int,
-                salt: int) -> tuple[LabeledImages, torch.Tensor]:
-        """At most ``max_per_split`` of ``data`` (seeded, the same for every model) and its forget mask."""
+    def _split(self, context: AttackContext, split: str, salt: int) -> tuple[LabeledImages, torch.Tensor]:
+        """The images of ``split`` this attack scores and which of them are of the forget class: every image
+        (``include_all_classes``) or the forget class only, then at most ``max_per_split`` of them (a
+        seeded subset, the same for every model)."""
+        data, forget = context.members if split == "members" else context.heldout, context.forget_mask(split)
+        if not self.config.include_all_classes:
+            data, forget = data.where(forget), torch.ones(int(forget.sum()), dtype=torch.bool)
         cap = self.config.max_per_split
-        if cap is None or len(data) <= cap:
-            return data, forget
-        pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 31 + salt))[:cap].sort().values
-        full_mask = forget if len(forget) == len(data) else torch.ones(len(data), dtype=torch.bool)
-        return data.take(pick), full_mask[pick]
+        if cap is not None and len(data) > cap:
+            pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(context.seed * 31 + salt))
+            pick = pick[:cap].sort().values
+            data, forget = data.take(pick), forget[pick]
+        return data, forget
 
     def run(self, model: DiffusionModel, context: AttackContext) -> AttackResult:
         skipped = self.skip_if_missing(model)

@@ -70,7 +70,6 @@ def test_membership_max_per_split_scores_the_same_seeded_subset_for_every_model(
     assert len(rows) == min(cap, n_members) < n_members
     assert first.values["auc_forget"].n <= 2 * cap and f"at most {cap}" in first.values["auc_forget"].protocol
     assert {r["label"] for r in rows} == {ctx.forget_class}  # a subset of the forget members
-    members = ctx.members.where(ctx.forget_mask("members"))
-    picks = [attack._subset(members, ctx.forget_mask("members"), ctx.seed, 1)[0].x for _ in range(2)]
+    picks = [attack._split(ctx, "members", 1)[0].x for _ in range(2)]
     assert torch.equal(picks[0], picks[1])  # seeded: the same images for every model
     assert len(other.per_item) == len(first.per_item)
