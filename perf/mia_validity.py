@@ -36,7 +36,7 @@ def main() -> None:
         attack = REGISTRY.get(name)(REGISTRY.get(name).make_config({"include_all_classes": True}))
         t0 = time.time()
         for label, model in ctx.reference_models.items():
-            sc = attack._all_scores(model, ctx, time.time(), attack_meter())
+            sc = attack._all_scores(model, ctx)
             for split, keep in (("all classes", None), ("class 0", 0)):
                 m, h = sc["members"], sc["heldout"]
                 if keep is not None:
@@ -63,12 +63,6 @@ def main() -> None:
               f"[{r.auc_ci[0]:.3f}, {r.auc_ci[1]:.3f}] | {'–' if t1 is None else f'{t1:.3f}'} | "
               f"{'–' if t01 is None else f'{t01:.3f}'} | {r.best_balanced_accuracy:.3f} |")
     print(f"ROC curves: {args.out}")
-
-
-def attack_meter():
-    from benchmark import cost
-
-    return cost.CostMeter()
 
 
 if __name__ == "__main__":
