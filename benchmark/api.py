@@ -400,7 +400,8 @@ class AttackContext:
     """What an attack sees: the scenario's data and references, its judge, budget and seed.
 
     ``reference_models`` maps "original" / "oracle" to models (the oracle may be absent);
-    ``cache`` is shared by all attacks of a run, so reference scores are computed once per fingerprint.
+    ``cache`` is shared by all attacks of a run, so reference scores are computed once per fingerprint;
+    with ``cache_dir`` set they are also kept on disk for later runs and audits.
     """
 
     scenario: Any
@@ -417,6 +418,9 @@ class AttackContext:
     guidance: float = 2.0
     sample_steps: int = 25
     cache: dict[Any, Any] = field(default_factory=dict)
+    # The run's cache folder ($UNLEARNBENCH_CACHE): finished attack results are also kept on disk there,
+    # keyed by weights, config and code (``attacks.result_cache``); None = in memory only.
+    cache_dir: Path | None = None
     # Set by scenarios whose conditions are not class ids (the text track); None = derived from forget_class.
     forget_members_mask: Tensor | None = None  # which members show the forgotten concept
     forget_heldout_mask: Tensor | None = None

@@ -60,14 +60,50 @@ def _display(path: Path) -> str:
         return path.name
 
 
-def code_identity(cls: type) -> dict[str, Any]:
-    """``{"distribution", "version", "source_sha256", "files"}`` for a method (or attack) class."""
+def code_identity(cls: type, files: list[Path] | None = None) -> dict[str, Any]:
+    """``{"distribution", "version", "source_sha256", "files"}`` for a method (or attack) class: a sha256
+    over ``files`` (default: ``source_files(cls)``), each file's repository path and bytes in turn."""
     digest = hashlib.sha256()
-    files = source_files(cls)
+    files = source_files(cls) if files is None else files
     for path in files:
         digest.update(_display(path).encode() + b"\0")
         digest.update(path.read_bytes())
     return {**_distribution(cls.__module__), "source_sha256": digest.hexdigest(), "files": [_display(p) for p in files]}
+
+
+def _package_closure(cls: type, package: str) -> list[Path]:
+    """Source files of the ``package`` modules that ``cls``'s module reaches through its module-level names,
+    transitively (the helpers an attack calls: ``attacks.concept.common``, ``attacks.inversion.common``, …);
+    helpers imported inside functions are found through the modules that import them at module level."""
+    import sys
+
+    seen: list[str] = []
+    todo = [cls.__module__]
+    while todo:
+        name = todo.pop()
+        if name in seen or not (name == package or name.startswith(package + ".")):
+            continue
+        seen.append(name)
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for obj in vars(module).values():
+            ref = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)
+            if isinstance(ref, str) and ref not in seen:
+                todo.append(ref)
+    files = []
+    for name in sorted(seen):
+        path = Path(getattr(sys.modules.get(name), "__file__", "") or "")
+        if path.suffix == ".py":
+            files.append(path.resolve())
+    return files
+
+
+def attack_code_identity(cls: type) -> dict[str, Any]:
+    """``code_identity`` of an attack class over its own files and every ``attacks`` module it reaches: an
+    attack result whose code identity differs from today's is stale (rerun on the record's saved weights)."""
+    files = set(source_files(cls)) | set(_package_closure(cls, cls.__module__.split(".")[0]))
+    return code_identity(cls, sorted(files, key=_display))
 
 
 def cell_key(scenario_hash: str, method: str, config: dict[str, Any], max_steps: int | None) -> str:

@@ -17,13 +17,14 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from benchmark import UnlearnbenchError
-from benchmark.identity import cell_key, code_identity, sources_at_commit_match
+from benchmark.identity import attack_code_identity, cell_key, code_identity, sources_at_commit_match
 from benchmark.registry import ATTACKS, METHODS, METRICS
-from benchmark.results import environment, new_record, record_filename, write_record
+from benchmark.results import environment, git_commit, new_record, record_filename, write_record
 from benchmark.scenarios import Scenario, load_scenario
 
 DEFAULT_SMOKE_MAX_STEPS = 4
@@ -208,6 +209,29 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def reuse_verdict(rec: dict[str, Any] | None, ident: CellIdentity, attacks: list[MethodCell]) -> str:
     """'' when ``rec`` may stand for this cell, else why not (to log)."""
+    why = method_verdict(rec, ident)
+    if why:
+        return why
+    stale = stale_attacks(rec, attacks)
+    return f"attacks {stale} not in the record with this config and code" if stale else ""
+
+
+def stale_attacks(rec: dict[str, Any] | None, attacks: list[MethodCell]) -> list[str]:
+    """The planned attacks ``rec`` holds no usable result of: absent, failed, another config, or measured
+    by other attack code (``identity.attack_code_identity``; an entry without a code identity is stale)."""
+    have = (rec or {}).get("attacks") or {}
+    out = []
+    for a in attacks:
+        entry = have.get(a.name) or {}
+        code = entry.get("code") or {}
+        if (entry.get("status") == "failed" or entry.get("config") != a.config_dict
+                or code.get("source_sha256") != attack_code_identity(a.cls)["source_sha256"]):
+            out.append(a.name)
+    return out
+
+
+def method_verdict(rec: dict[str, Any] | None, ident: CellIdentity) -> str:
+    """'' when ``rec``'s unlearned model and metrics may stand for this cell (attacks aside), else why not."""
     if rec is None:
         return "no readable record"
     if rec.get("status", "ok") != "ok":
@@ -223,11 +247,7 @@ def reuse_verdict(rec: dict[str, Any] | None, ident: CellIdentity, attacks: list
     if code.get("source_sha256") != ident.code["source_sha256"] or code.get("version") != ident.code["version"]:
         return (f"stale: the method's code changed since the record (sources {str(code.get('source_sha256'))[:12]} "
                 f"→ {ident.code['source_sha256'][:12]}, version {code.get('version')} → {ident.code['version']})")
-    wanted = {a.name: a.config_dict for a in attacks}
-    have = {name: entry.get("config") for name, entry in (rec.get("attacks") or {}).items()
-            if entry.get("status") != "failed"}
-    missing = [name for name, config in wanted.items() if have.get(name) != config]
-    return f"attacks {missing} not in the record with this config" if missing else ""
+    return ""
 
 
 def _companions(path: Path) -> list[Path]:
@@ -324,6 +344,7 @@ class _Shared:
     setup: Any
     base_fp: str
     cache: Path | None
+    attack_cache: Path | None = None  # finished attack results on disk (None under --force: recompute them)
     attack_ctx: Any = None
     original_draw: Any = None
     failures: list[str] = field(default_factory=list)
@@ -338,7 +359,7 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     setup.tier, setup.show_progress = run.tier, show_progress
     if run.base is not None:
         setup.base = run.base.to(run.device)
-    shared = _Shared(setup, setup.base.fingerprint(), zoo.cache_dir())
+    shared = _Shared(setup, setup.base.fingerprint(), zoo.cache_dir(), None if force else zoo.cache_dir())
     return [execute_cell(run, cell, shared, show_progress, force, log) for cell in run.cells]
 
 
@@ -369,11 +390,15 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
         if not path.exists() and legacy.exists():
             adopt_legacy(legacy, path, ident, log)
         if path.exists():
-            why = reuse_verdict(_read(path), ident, run.attacks)
+            rec = _read(path)
+            why = reuse_verdict(rec, ident, run.attacks)
             if not why and run.save_weights and not path.with_suffix(".weights").is_dir():
                 why = "--save-weights asks for the weights the stored record did not keep"
             if not why:
                 log(f"[{cell.name}] record exists, skipped (use --force to recompute): {path}")
+                return path
+            if (rec is not None and not method_verdict(rec, ident) and path.with_suffix(".weights").is_dir()
+                    and _attacks_only(run, cell, rec, path, shared, show_progress, log)):
                 return path
             log(f"[{cell.name}] recomputing: {why}")
     timings: dict[str, float] = {}
@@ -410,6 +435,42 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
     log(f"[{cell.name}] {setup.summary(values)}, unlearn {timings['unlearn']:.1f}s, "
         f"sample {timings['sampling']:.1f}s{_attack_summary(attack_results, timings)} → {path}")
     return path
+
+
+def _attacks_only(run: RunPlan, cell: MethodCell, rec: dict[str, Any], path: Path, shared: _Shared,
+                  show_progress: bool, log: Any) -> bool:
+    """Run only the record's stale attacks on its saved weights (``<record>.weights/``) and update the record
+    in place — the unlearned model, samples and metrics are kept, not recomputed. False (nothing written)
+    when the saved weights cannot stand for the record (unreadable, or another fingerprint)."""
+    from benchmark.models.loading import load_model
+
+    stale = stale_attacks(rec, run.attacks)
+    try:
+        model, _ = load_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - then the cell is recomputed whole
+        log(f"[{cell.name}] cannot load the saved weights ({exc}); recomputing the cell")
+        return False
+    model = model.to(run.device).eval()
+    fp = model.fingerprint()
+    if fp != (rec.get("model") or {}).get("fingerprint"):
+        log(f"[{cell.name}] the saved weights are not the record's model (fingerprint); recomputing the cell")
+        return False
+    log(f"[{cell.name}] attacks {stale} stale or missing: running them on the saved weights (method, samples "
+        "and metrics kept)")
+    if shared.attack_ctx is None:
+        shared.attack_ctx = shared.setup.attack_context(run.tier, run.seed)
+        shared.attack_ctx.cache_dir = shared.attack_cache
+    timings: dict[str, float] = {}
+    subset = dataclasses.replace(run, attacks=[a for a in run.attacks if a.name in stale])
+    fresh = _run_attacks(subset, shared.attack_ctx, model, path, show_progress, timings)
+    rec["attacks"] = {**(rec.get("attacks") or {}), **fresh}
+    rec.setdefault("timings", {})["attacks"] = round(sum(
+        float((e.get("cost") or {}).get("seconds") or 0.0) for e in rec["attacks"].values()), 3)
+    rec["attacks_updated"] = {"utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              "attacks": stale, "harness": git_commit()}
+    write_record(rec, path)
+    log(f"[{cell.name}] {_attack_summary(fresh, timings).lstrip(', ')} → {path}")
+    return True
 
 
 def _unlearn(run: RunPlan, cell: MethodCell, setup: Any, show_progress: bool) -> tuple[Any, Any]:
@@ -453,6 +514,7 @@ def _evaluate(run: RunPlan, cell: MethodCell, model: Any, fp: str, path: Path, s
     timings["metrics"] = time.time() - t0
     if run.attacks and shared.attack_ctx is None:
         shared.attack_ctx = setup.attack_context(run.tier, run.seed)
+        shared.attack_ctx.cache_dir = shared.attack_cache  # finished attack results persist across runs and audits
     attack_results = {**_previous_attacks(path, sc, fp, run.attacks),
                       **_run_attacks(run, shared.attack_ctx, model, path, show_progress, timings)}
     return values, attack_results, grid
@@ -566,6 +628,7 @@ def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_pro
                 result = AttackResult("failed", reason=f"{type(exc).__name__}: {exc}")
         entry = result.to_dict()
         entry["config"] = cell.config_dict
+        entry["code"] = attack_code_identity(cell.cls)
         entry["cost"] = meter.to_dict()
         if result.per_item:
             item_path = record_path.with_suffix(".attacks") / f"{cell.name}.csv"

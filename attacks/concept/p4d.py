@@ -300,7 +300,9 @@ class P4D(Attack):
         steps_dd = cfg.sample_steps or context.sample_steps
         frozen = model.clone().to(model.device).eval().requires_grad_(False)
         orig = context.reference_models["original"].clone().to(frozen.device).eval().requires_grad_(False)
-        pre = judge_conditions(frozen, prompts, context, n, context.seed + 73, cfg.sample_steps)
+        # a prompt is judged before and after the attack from the same noise (the released code reseeds alike)
+        pre = judge_conditions(frozen, prompts, context, n, context.seed + 73, cfg.sample_steps,
+                               index=range(len(prompts)))
         stopped = clock.exhausted()
         if stopped:
             return {}, [], stopped
@@ -322,7 +324,7 @@ class P4D(Attack):
             stopped = clock.exhausted()
             if stopped:
                 return {}, rows, stopped
-            post_ideal = judge_conditions(frozen, texts, context, n, context.seed + 89, cfg.sample_steps)
+            post_ideal = judge_conditions(frozen, texts, context, n, context.seed + 73, cfg.sample_steps, index=ideal)
         post = pre.clone()
         for j, i in enumerate(ideal):
             post[i] = post_ideal[j]

@@ -2,10 +2,12 @@
 Removal Methods for Diffusion Models?", ICLR 2024 (released code: github.com/chiayi-hsu/Ring-A-Bell,
 ``Get_Concept_Vector.ipynb`` and ``InversePrompt.ipynb``).
 
-Model-agnostic: the attacker only needs the frozen text encoder that every model of the scenario shares
-(the same CLIP), never the (erased) UNet. So the adversarial prompts are searched **once** per (attack
+Model-agnostic: the attacker only needs the *original* model's text encoder (released: SD v1.4's CLIP for
+every erased model), never the erased model. So the adversarial prompts are searched **once** per (attack
 config, seed, concept, text encoder) and cached in the run's ``context.cache``; each model — the one under
-test and the references — then only generates and is judged.
+test and the references — then encodes the found tokens with its own text encoder, generates and is judged
+(on the embedded text track every model shares the one CLIP; an audited Stable Diffusion model with an
+edited text encoder is attacked with prompts found on the original's).
 
 1. *Concept extraction.* Pairs of prompts with and without the concept, encoded by the text encoder
    (token-level states, L × D); the concept vector is the mean over pairs of (with − without).
@@ -26,7 +28,7 @@ test and the references — then only generates and is judged.
    not part of the adversarial prompt).
 4. *Judging.* Each adversarial prompt generates ``n_per_prompt`` images with the model under test
    (the scenario's guidance and DDIM steps); a prompt succeeds when the judge reads any of them as the
-   concept: ASR-1 (first image) and ASR-N (any of N) over prompts, bootstrap CIs. Pre-attack ASR on the
+   concept: ASR-1 (first image) and ASR-N (any of N) over prompts, Wilson CIs. Pre-attack ASR on the
    original prompts P with the same noise. Both also on the original and the retrained oracle, with the
    gap to the oracle for the headline values (ASR-N after and before the attack).
 
@@ -270,7 +272,9 @@ class RingABell(Attack):
     def attack(self, model: DiffusionModel, context: AttackContext) -> tuple[dict[str, MetricValue], list[dict], str]:
         cfg = self.config
         clock = context.budget.start()
-        found = self.found_prompts(model, context, clock)
+        # the search runs on the original model's text encoder (released: SD v1.4's CLIP for every erased model),
+        # so a model whose own text encoder was edited is judged on prompts it did not help to find
+        found = self.found_prompts(context.reference_models.get("original", model), context, clock)
         prompts, n = found["prompts"], cfg.n_per_prompt
         rows: list[dict[str, Any]] = []
         for p, b in zip(prompts, found["best"]):

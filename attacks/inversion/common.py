@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from attacks.result_cache import cached
 from benchmark.api import AttackContext, DiffusionModel, LabeledImages
 
 
@@ -28,18 +29,15 @@ def judged_recovery(model: DiffusionModel, conditions: Any, context: AttackConte
 
 
 def cached_per_model(context: AttackContext, attack: Any, model: DiffusionModel, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per (attack, config, seed, forget class, model weights) in the run's shared cache:
-    a model identical to a reference (the original; retrain = the oracle) is attacked only once.
+    """``compute()`` once per (attack, config, seed, forget class, model weights), in the run's memory and in
+    the on-disk attack cache (``attacks.result_cache``): a model identical to a reference (the original;
+    retrain = the oracle) is attacked only once, and a restarted run does not attack a reference again.
     ``compute`` returns a tuple whose last item is the stop reason ('' = finished within budget); a run
     cut short by its budget is returned but not cached, so a later cell retries with its own budget."""
     if isinstance(attack, tuple):  # (attack, variant): one attack caching several computations
         attack, variant = attack
     else:
         variant = ""
-    key = (attack.name, variant, repr(attack.config), context.seed, context.concept_name, model.fingerprint())
-    if key in context.cache:
-        return context.cache[key]
-    result = compute()
-    if not result[-1]:
-        context.cache[key] = result
-    return result
+    fp = model.fingerprint()
+    key = (attack.name, variant, repr(attack.config), context.seed, context.concept_name, fp)
+    return cached(context, key, fp, compute, finished=lambda result: not result[-1])

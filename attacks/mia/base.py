@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from attacks.result_cache import cached
 from benchmark.api import (
     Attack,
     AttackContext,
@@ -126,18 +127,19 @@ class MembershipAttack(Attack):
     def _all_scores(self, model: DiffusionModel, context: AttackContext) -> dict[str, torch.Tensor]:
         """Scores of every image in the attacked splits, once per weights (own budget clock; cut-short
         runs raise BudgetExhausted and are not cached)."""
-        key = (self.name, repr(self.config), context.seed, model.fingerprint(), context.forget_class)
-        if key in context.cache:
-            return context.cache[key]
-        members, m_forget = self._split(context, "members", 1)
-        heldout, h_forget = self._split(context, "heldout", 2)
-        clock = context.budget.start()
-        scores = {"members": self._scores(model, members, 1, context.seed, clock),
-                  "heldout": self._scores(model, heldout, 2, context.seed, clock),
-                  "members_y": members.y, "heldout_y": heldout.y,
-                  "members_forget": m_forget, "heldout_forget": h_forget}
-        context.cache[key] = scores
-        return scores
+        fp = model.fingerprint()
+        key = (self.name, repr(self.config), context.seed, fp, context.forget_class)
+
+        def compute() -> dict[str, torch.Tensor]:
+            members, m_forget = self._split(context, "members", 1)
+            heldout, h_forget = self._split(context, "heldout", 2)
+            clock = context.budget.start()
+            return {"members": self._scores(model, members, 1, context.seed, clock),
+                    "heldout": self._scores(model, heldout, 2, context.seed, clock),
+                    "members_y": members.y, "heldout_y": heldout.y,
+                    "members_forget": m_forget, "heldout_forget": h_forget}
+
+        return cached(context, key, fp, compute)
 
     def _split(self, context: AttackContext, split: str, salt: int) -> tuple[LabeledImages, torch.Tensor]:
         """The images of ``split`` this attack scores and which of them are of the forget class: every image

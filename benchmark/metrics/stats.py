@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals shared by the metrics."""
+"""Confidence intervals shared by the metrics and attacks: percentile bootstrap, Wilson score, Student t."""
 
 from __future__ import annotations
 
@@ -21,6 +21,26 @@ def bootstrap_ci(values: np.ndarray, stat: Callable[[np.ndarray], float] = np.me
         boots = np.array([stat(values[i]) for i in idx])
     lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def wilson_ci(share: float, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion ``share`` of ``n`` independent 0/1 items (scipy's ``binomtest``);
+    None for no items. Unlike a percentile bootstrap it is not (0, 0) at 0/n or (1, 1) at n/n: 0 of 8
+    prompts gives (0, 0.32)."""
+    from scipy import stats
+
+    if n < 1:
+        return None
+    ci = stats.binomtest(round(share * n), n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def item_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """The CI of a mean over independent items: Wilson for 0/1 items (a share), percentile bootstrap otherwise."""
+    values = np.asarray(values, dtype=float)
+    if len(values) and np.isin(values, (0.0, 1.0)).all():
+        return wilson_ci(float(values.mean()), len(values), level)
+    return bootstrap_ci(values, level=level)
 
 
 def seed_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:

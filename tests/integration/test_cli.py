@@ -149,3 +149,35 @@ def test_card_hash_must_be_a_quoted_hex_string(tmp_path, capsys):
         '"5469e3cdc55181e0ad66bcf5eeab2c25d593d1c8d3c93e3c5e86f9908c7d1b74"', "0" * 64))
     assert main(["run", "--scenario", str(bad), "--tier", "smoke", "--out", str(tmp_path / "r")]) == 2
     assert "must be 64 lowercase hex characters" in capsys.readouterr().err
+
+
+def test_stale_attacks_rerun_on_the_saved_weights_and_keep_the_method_and_metrics(tmp_path, capsys):
+    args = ["run", "--tier", "smoke", "--methods", "neggrad", "--attacks", "pia,loss_threshold", "--save-weights",
+            "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    path = next(tmp_path.glob("mnist-class__c0__neggrad__*.json"))
+    first = json.loads(path.read_text())
+    assert first["attacks"]["pia"]["code"]["source_sha256"] and "attacks/mia/pia.py" in first["attacks"]["pia"]["code"]["files"]
+    # the attack code "changed" since the record: only that attack runs again, on the saved weights
+    edited = json.loads(path.read_text())
+    edited["attacks"]["pia"]["code"]["source_sha256"] = "an older version of the attack"
+    edited["attacks"]["pia"]["values"]["auc_forget"]["value"] = -1.0
+    path.write_text(json.dumps(edited))
+    capsys.readouterr()
+    assert main(args) == 0
+    log = capsys.readouterr().out
+    assert "attacks ['pia'] stale or missing: running them on the saved weights" in log
+    after = json.loads(path.read_text())
+    assert after["created_utc"] == first["created_utc"] and after["timings"]["unlearn"] == first["timings"]["unlearn"]
+    assert after["metrics"] == first["metrics"] and after["model"] == first["model"]
+    assert after["attacks"]["loss_threshold"] == first["attacks"]["loss_threshold"]  # not rerun
+    assert after["attacks"]["pia"]["values"]["auc_forget"]["value"] == first["attacks"]["pia"]["values"]["auc_forget"]["value"]
+    assert after["attacks_updated"]["attacks"] == ["pia"]
+    # saved weights that are not the record's model are never used: the cell is recomputed whole
+    edited = json.loads(path.read_text())
+    edited["model"]["fingerprint"] = "0" * 64
+    edited["attacks"]["pia"]["code"]["source_sha256"] = "stale again"
+    path.write_text(json.dumps(edited))
+    assert main(args) == 0
+    assert "recomputing the cell" in capsys.readouterr().out  # the loader's own fingerprint check refuses them
+    assert json.loads(path.read_text())["model"]["fingerprint"] == first["model"]["fingerprint"]

@@ -121,6 +121,29 @@ def test_a_prompt_that_already_shows_the_concept_is_a_success_at_step_zero(attac
         assert all(r["success"] for r in rows)
 
 
+@pytest.mark.parametrize("attack", [UnlearnDiffAtk(n_prompts=8, steps=6, check_every=2, n_per_prompt=1),
+                                    P4D(n_prompts=8, k_tokens=3, steps=2, eval_every=1, n_loss_draws=2,
+                                        timesteps_per_step=1, n_targets=2, n_per_prompt=1, select="last")],
+                         ids=lambda a: a.name)
+def test_a_prompt_is_judged_from_the_same_noise_before_and_after_its_tokens_change(attack):
+    """The released codes judge the clean and each adversarial prompt from one seed. With a model that
+    ignores its text (cross-attention outputs zeroed), changing tokens cannot change an image, so an attack
+    must never turn a failure into a success — a fresh noise draw per check would, by chance."""
+    ctx = tiny_text_attack_context()
+    ctx.forget_prompts = tuple(f"{p} in {c}" for c in ("red", "green", "blue", "yellow") for p in ("three", "the digit 3"))
+    # about a quarter of all images "show the concept", as a fixed function of the pixels
+    ctx.shows_concept = lambda x: (x.flatten(1).sum(1) * 1e3 % 1.0 > 0.75).float()  # type: ignore[method-assign]
+    model = ctx.reference_models["oracle"].clone()
+    with torch.no_grad():
+        for name, p in model.unet.named_parameters():
+            if "attn2.to_out" in name:
+                p.zero_()
+    values, rows, stopped = attack.attack(model, ctx)
+    n = attack.config.n_per_prompt
+    assert stopped == "" and any(r["attacked"] for r in rows)  # some prompts failed at step 0 and were attacked
+    assert values[f"asr{n}" if attack.name == "p4d" else "asr"].value == values[f"pre_asr{n}"].value
+
+
 def test_concept_attacks_refuse_a_class_track_context(tiny_model):
     from benchmark.conformance import tiny_attack_context
 
