@@ -11,6 +11,7 @@ code identity differs is stale and recomputed (the runner says so).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -99,9 +100,11 @@ def _package_closure(cls: type, package: str) -> list[Path]:
     return files
 
 
+@functools.cache
 def attack_code_identity(cls: type) -> dict[str, Any]:
     """``code_identity`` of an attack class over its own files and every ``attacks`` module it reaches: an
-    attack result whose code identity differs from today's is stale (rerun on the record's saved weights)."""
+    attack result whose code identity differs from today's is stale (rerun on the record's saved weights).
+    Computed once per class per process."""
     files = set(source_files(cls)) | set(_package_closure(cls, cls.__module__.split(".")[0]))
     return code_identity(cls, sorted(files, key=_display))
 

@@ -349,6 +349,14 @@ class _Shared:
     original_draw: Any = None
     failures: list[str] = field(default_factory=list)
 
+    def attack_context(self, run: RunPlan) -> Any:
+        """The plan's AttackContext, built once; finished attack results persist on disk across runs and
+        audits (``attack_cache``; None under --force)."""
+        if self.attack_ctx is None:
+            self.attack_ctx = self.setup.attack_context(run.tier, run.seed)
+            self.attack_ctx.cache_dir = self.attack_cache
+        return self.attack_ctx
+
 
 def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
     """Run every cell of ``run``; return the record paths (failed cells included, ``status: failed``)."""
@@ -457,12 +465,9 @@ def _attacks_only(run: RunPlan, cell: MethodCell, rec: dict[str, Any], path: Pat
         return False
     log(f"[{cell.name}] attacks {stale} stale or missing: running them on the saved weights (method, samples "
         "and metrics kept)")
-    if shared.attack_ctx is None:
-        shared.attack_ctx = shared.setup.attack_context(run.tier, run.seed)
-        shared.attack_ctx.cache_dir = shared.attack_cache
     timings: dict[str, float] = {}
     subset = dataclasses.replace(run, attacks=[a for a in run.attacks if a.name in stale])
-    fresh = _run_attacks(subset, shared.attack_ctx, model, path, show_progress, timings)
+    fresh = _run_attacks(subset, shared.attack_context(run), model, path, show_progress, timings)
     rec["attacks"] = {**(rec.get("attacks") or {}), **fresh}
     rec.setdefault("timings", {})["attacks"] = round(sum(
         float((e.get("cost") or {}).get("seconds") or 0.0) for e in rec["attacks"].values()), 3)
@@ -512,11 +517,9 @@ def _evaluate(run: RunPlan, cell: MethodCell, model: Any, fp: str, path: Path, s
     if bad:
         raise CellFailure("evaluation", f"non-finite metric value(s) {bad}")
     timings["metrics"] = time.time() - t0
-    if run.attacks and shared.attack_ctx is None:
-        shared.attack_ctx = setup.attack_context(run.tier, run.seed)
-        shared.attack_ctx.cache_dir = shared.attack_cache  # finished attack results persist across runs and audits
     attack_results = {**_previous_attacks(path, sc, fp, run.attacks),
-                      **_run_attacks(run, shared.attack_ctx, model, path, show_progress, timings)}
+                      **_run_attacks(run, shared.attack_context(run) if run.attacks else None, model, path,
+                                     show_progress, timings)}
     return values, attack_results, grid
 
 
