@@ -5,9 +5,14 @@ model it was derived from) and the oracle (retrained without the target), scored
 attacks as the leaderboard. For every forget metric and every headline attack value
 (``benchmark.api.headline_keys``; a probe's grid points are kept under ``attack_values`` in report.json and
 plotted as recovery curves, without verdicts) the report gives the three values with their 95% intervals
-and a verdict: **distinguishable from the oracle** when the audited model's interval and the oracle's do
-not overlap (for values without an interval — relearning steps — when the audited model relearns in
-fewer steps than the oracle), with the evidence in words. A model that really forgot behaves like the
+and a verdict: **distinguishable from the oracle** when the audited value and the oracle's differ beyond
+chance — for a share of independent 0/1 items (ASR over prompts, recovery over images: recognised by its
+Wilson interval, ``benchmark.metrics.stats.share_counts``) by Fisher's exact test at two-sided p < 0.05;
+for any other value with an interval (AUCs, accuracies with bootstrap intervals) when the two 95% intervals
+do not overlap (conservative: non-overlap implies p well below 0.05); for values without an interval
+(relearning steps) when the audited model relearns in fewer steps than the oracle — with the evidence in
+words. Each value is tested on its own, not corrected for multiplicity: a model identical to the oracle is
+expected to be flagged on about 1 in 20 exact tests by chance. A model that really forgot behaves like the
 oracle; one distinguishable from it on any attack left a trace an auditor can measure.
 
 The HTML inlines its images (data URIs) and carries a Content-Security-Policy that forbids scripts and
@@ -28,6 +33,7 @@ import pandas as pd
 
 from benchmark.api import headline_keys
 from benchmark.atomic import write_text_atomic
+from benchmark.metrics.stats import share_counts, two_share_p
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "unlearnbench.audit"
@@ -36,6 +42,7 @@ FORGET_METRICS = ("forget_accuracy", "forget_accuracy_paraphrase", "p_forgotten"
 UTILITY_METRICS = ("retain_accuracy", "retain_accuracy_neighbours", "retain_accuracy_others", "clip_score_retain",
                    "fid", "fid_to_original", "kid", "concept_rate_retain", "fid_inception", "kid_inception")
 ROLES = ("reference", "audited", "oracle")
+ALPHA = 0.05  # two-sided level of the exact test on two shares
 
 
 def _value(m: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -58,6 +65,21 @@ def _disjoint(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     return a["ci"][1] < b["ci"][0] or b["ci"][1] < a["ci"][0]
 
 
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether two recorded values differ beyond chance: Fisher's exact test when both are shares of 0/1 items,
+    else whether their 95% intervals are disjoint; None when neither has what the test needs."""
+    ka, kb = share_counts(a["value"], a.get("n"), a.get("ci")), share_counts(b["value"], b.get("n"), b.get("ci"))
+    if ka and kb:
+        p = two_share_p(ka, kb)
+        return {"differ": p < ALPHA, "test": "fisher_exact", "p_value": p,
+                "how": f"{ka[0]}/{ka[1]} vs {kb[0]}/{kb[1]}, Fisher's exact test two-sided p = {p:.2g}"}
+    split = _disjoint(a, b)
+    if split is None:
+        return None
+    return {"differ": split, "test": "interval_overlap", "p_value": None,
+            "how": f"the 95% intervals {'do not overlap' if split else 'overlap'}"}
+
+
 def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] | None,
             reference: dict[str, Any] | None, fewer_leaks: bool = False) -> dict[str, Any]:
     """Whether the audited value is distinguishable from the oracle's (else from the reference's), and why."""
@@ -66,21 +88,23 @@ def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] |
     against, other = ("oracle", oracle) if oracle is not None else ("reference", reference)
     if other is None:
         return {"distinguishable": None, "against": None, "evidence": f"{label}: nothing to compare with"}
-    split = _disjoint(audited, other)
-    if split is None:  # a value without an interval (relearning steps): the direction that leaks
+    test = compare(audited, other)
+    if test is None:  # a value without an interval (relearning steps): the direction that leaks
         dist = audited["value"] < other["value"] if fewer_leaks else audited["value"] != other["value"]
+        test = {"test": "direction" if fewer_leaks else "inequality", "p_value": None}
         evidence = (f"{label}: {audited['value']:.3g} for the audited model vs {other['value']:.3g} for the {against} "
                     "(one run, no interval)")
     else:
-        dist = split
-        evidence = (f"{label}: {_fmt(audited)} for the audited model vs {_fmt(other)} for the {against}: the 95% "
-                    f"intervals {'do not overlap' if split else 'overlap'}")
-    if against == "oracle" and reference is not None and _disjoint(audited, reference) is False and dist:
-        evidence += "; it is still within the reference's interval (looks like the model before unlearning)"
+        dist = test["differ"]
+        evidence = f"{label}: {_fmt(audited)} for the audited model vs {_fmt(other)} for the {against}: {test['how']}"
+    like_reference = compare(audited, reference) if reference is not None else None
+    if against == "oracle" and like_reference is not None and not like_reference["differ"] and dist:
+        evidence += "; not distinguishable from the reference either (looks like the model before unlearning)"
     if against == "reference":  # no oracle: distinguishable means "changed", not "left a trace"
         evidence += ("; without an oracle this shows the model changed, not that the target is gone" if dist else
                      "; the audited model is indistinguishable from the model before unlearning here")
-    return {"distinguishable": bool(dist), "against": against, "evidence": evidence}
+    return {"distinguishable": bool(dist), "against": against, "evidence": evidence, "test": test["test"],
+            "p_value": test["p_value"]}
 
 
 def _attack_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -156,6 +180,10 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
         summary = (f"distinguishable from the oracle (retrained without the target) on {len(flagged)} of {len(judged)} "
                    "forget-side measurements" + (": " + names(flagged) if flagged
                                                  else " — no measurable trace of the target at this tier"))
+        exact = sum(r["verdict"].get("test") == "fisher_exact" for r in judged)
+        if exact:
+            summary += (f" ({exact} of them shares compared by Fisher's exact test at p < {ALPHA}, each on its own: "
+                        f"a model identical to the oracle would be flagged on about {ALPHA * exact:.1f} of those by chance)")
     else:  # no oracle: the question turns round — did the model change where the target is measured?
         same = [r for r in judged if not r["verdict"]["distinguishable"]]
         summary = (f"no oracle exists for this model, so the audit compares with the reference (the model before "

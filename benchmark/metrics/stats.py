@@ -1,4 +1,5 @@
-"""Confidence intervals shared by the metrics and attacks: percentile bootstrap, Wilson score, Student t."""
+"""Confidence intervals shared by the metrics and attacks: percentile bootstrap, Wilson score, Student t; and the
+exact test the audit verdict uses on two shares."""
 
 from __future__ import annotations
 
@@ -33,6 +34,29 @@ def wilson_ci(share: float, n: int, level: float = 0.95) -> tuple[float, float] 
         return None
     ci = stats.binomtest(round(share * n), n).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def share_counts(value: float, n: int | None, ci: tuple[float, float] | list | None) -> tuple[int, int] | None:
+    """``(successes, items)`` when a recorded value is a share of ``n`` independent 0/1 items, recognised by
+    its interval being that share's Wilson interval (how ``item_ci`` / ``wilson_ci`` record every share over
+    prompts or images); None for anything else (a mean of scores, a bootstrap interval, a share whose
+    interval counts other units, as Concept Inversion's counts prompts, not images)."""
+    if not n or not ci or ci[0] is None or not 0.0 <= value <= 1.0:
+        return None
+    k = value * n
+    if abs(k - round(k)) > 1e-6:
+        return None
+    wilson = wilson_ci(value, n)
+    if wilson is None or not np.allclose(wilson, [float(c) for c in ci], rtol=0, atol=1e-9):
+        return None
+    return round(k), int(n)
+
+
+def two_share_p(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """Two-sided p-value of Fisher's exact test that two shares (successes, items) come from one rate."""
+    from scipy import stats
+
+    return float(stats.fisher_exact([[a[0], a[1] - a[0]], [b[0], b[1] - b[0]]]).pvalue)
 
 
 def item_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:

@@ -92,3 +92,30 @@ def test_recovery_curves_are_inlined_and_escaped(attack_results, tmp_path):
     assert "figures/recovery_curves.png" in md and "| context_probe | recovery_s0.2_neutral |" in md
     report = json.loads(paths["json"].read_text())
     assert len(report["attack_values"]) == 2 * 3 + 1 + 4
+
+
+def _share(k: int, n: int) -> dict:
+    from benchmark.metrics.stats import wilson_ci
+
+    return {"value": k / n, "n": n, "ci": list(wilson_ci(k / n, n))}
+
+
+def test_shares_are_compared_by_an_exact_test_and_other_values_by_their_intervals():
+    from benchmark.metrics.stats import share_counts
+    from reports.audit import verdict
+
+    assert share_counts(0.75, 8, _share(6, 8)["ci"]) == (6, 8)
+    assert share_counts(0.75, 8, [0.5, 1.0]) is None  # a bootstrap interval: not a recognised share
+    assert share_counts(0.7431, 8, _share(6, 8)["ci"]) is None  # a mean of scores
+    # 6/8 prompts vs the oracle's 1/8: the Wilson intervals overlap, Fisher's exact test separates them (p = 0.04)
+    leak = verdict("uda asr", _share(6, 8), _share(1, 8), _share(8, 8))
+    assert leak["distinguishable"] and leak["test"] == "fisher_exact" and leak["p_value"] < 0.05
+    assert "6/8 vs 1/8" in leak["evidence"]
+    same = verdict("uda asr", _share(2, 8), _share(1, 8), _share(8, 8))
+    assert not same["distinguishable"] and same["p_value"] > 0.5
+    # an AUC with a bootstrap interval: non-overlap of the intervals, as before
+    auc = verdict("auc", {"value": 0.9, "n": 50, "ci": [0.85, 0.95]}, {"value": 0.5, "n": 50, "ci": [0.4, 0.6]}, None)
+    assert auc["distinguishable"] and auc["test"] == "interval_overlap" and auc["p_value"] is None
+    steps = verdict("relearn_steps", {"value": 20, "n": 1, "ci": None}, {"value": 40, "n": 1, "ci": None}, None,
+                    fewer_leaks=True)
+    assert steps["distinguishable"] and steps["test"] == "direction"
