@@ -1,6 +1,6 @@
 """Choose a tier's per-method learning rates by a written rule on a *validation* target, never the reported one.
 
-Usage:  python perf/select_budgets.py [--scenario mnist-class] [--out results/budget-selection]
+Usage:  python perf/select_budgets.py [--scenario mnist-class] [--out docs/budget_selection_points]
         [--methods finetune,neggrad,...] [--doc docs/budget_selection.md]
 
 The scenario card's ``budget_selection`` block fixes everything in advance: the tier, the validation
@@ -10,7 +10,8 @@ unlearnt on the validation target at each grid point and seed; its samples (``sa
 condition, the tier's DDIM steps and guidance) are judged by the card's judge metric only (forget and
 retain accuracy — no FID, no attack, nothing the leaderboard reports on the reported target). The rule
 then picks one lr per method. Each finished grid point is saved under ``--out`` at once, so a re-run
-continues where it stopped; the table of every grid point and the choices go to ``--doc``. The card's
+continues where it stopped (the default folder is committed with the doc: the raw points are the doc's
+evidence, and a grid of hours of CPU survives the session that started it); the table of every grid point and the choices go to ``--doc``. The card's
 tier is then edited by hand to the chosen values (its comment points here).
 """
 
@@ -101,7 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenario", default="mnist-class")
     ap.add_argument("--methods", default=None, help="comma-separated (default: the block's list)")
-    ap.add_argument("--out", default="results/budget-selection")
+    ap.add_argument("--out", default="docs/budget_selection_points")
     ap.add_argument("--doc", default="docs/budget_selection.md")
     args = ap.parse_args()
 
