@@ -1,0 +1,110 @@
+"""The README's text-track attack table from a folder of result records: each cell the mean over the
+unlearning seeds, with the per-seed values in parentheses where the table reads them seed by seed.
+
+Usage:  python perf/text_attack_table.py docs/records/mnist-text-object-v2-quick --seeds 0,1,2
+
+Only finished attack entries that carry a code identity (``identity.attack_code_identity``, since the
+attack fixes of commit 5f9d260) are counted; a method missing a seed is shown with the seeds it has, and
+the seeds actually used are printed under the table. Within a seed the values and their n are the
+records' (`leaderboard.md` beside the records has every column with its CIs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+# header -> the values shown in it: (attack or "metrics", value key, per-seed values in parentheses)
+COLUMNS: list[tuple[str, list[tuple[str, str, bool]], str]] = [
+    ("forget acc (erase phrasings, n=40)", [("metrics", "forget_accuracy", False)], "{0}"),
+    ("no attack: erase / paraphrase ASR-4", [("concept_asr", "erase_asr4", True),
+                                             ("concept_asr", "paraphrase_asr4", False)], "{0} / {1}"),
+    ("UnlearnDiffAtk ASR (pre ASR-4)", [("unlearndiffatk", "asr", True), ("unlearndiffatk", "pre_asr4", False)],
+     "{0} ({1})"),
+    ("Ring-A-Bell ASR-4 (pre)", [("ring_a_bell", "asr4", True), ("ring_a_bell", "pre_asr4", False)], "{0} ({1})"),
+    ("P4D ASR-4 (pre)", [("p4d", "asr4", True), ("p4d", "pre_asr4", False)], "{0} ({1})"),
+    ("Concept Inversion generated / held-out", [("concept_inversion", "recovery_generated", False),
+                                                ("concept_inversion", "recovery_heldout", False)], "{0} / {1}"),
+    ("context probe s=0.6 (neutral prompt)", [("context_probe", "recovery", True),
+                                              ("context_probe", "recovery_neutral", False)], "{0} ({1})"),
+    ("noise probe", [("noise_probe", "recovery", True)], "{0}"),
+    ("relearn steps ↑", [("relearning", "relearn_steps", True)], "{0}"),
+    ("SecMI AUC", [("secmi", "auc_forget", False)], "{0}"),
+]
+
+
+def _value(rec: dict[str, Any], source: str, key: str) -> float | None:
+    if source == "metrics":
+        v = (rec.get("metrics") or {}).get(key)
+    else:
+        entry = (rec.get("attacks") or {}).get(source) or {}
+        if entry.get("status") != "ok" or not entry.get("code"):
+            return None
+        v = (entry.get("values") or {}).get(key)
+    return None if not v or v.get("value") is None else float(v["value"])
+
+
+def _fmt(x: float, key: str) -> str:
+    return f"{x:.0f}" if key == "relearn_steps" else (f"{x:.3f}" if key == "forget_accuracy" else f"{x:.2f}")
+
+
+def table(folder: Path, seeds: list[int]) -> tuple[str, dict[str, list[int]]]:
+    import numpy as np
+
+    by: dict[str, dict[int, dict[str, Any]]] = {}
+    order: list[str] = []
+    for path in sorted(folder.glob("*.json")):
+        rec = json.loads(path.read_text())
+        if not isinstance(rec, dict) or "method" not in rec or rec.get("status", "ok") != "ok":
+            continue
+        if rec.get("seed") not in seeds:
+            continue
+        name = rec["method"]["name"]
+        by.setdefault(name, {})[rec["seed"]] = rec
+    if by:  # the card's method order
+        from benchmark.scenarios import load_scenario
+
+        scenario = next(iter(next(iter(by.values())).values()))["scenario"]["name"]
+        order = [m for m in load_scenario(scenario).default_methods if m in by]
+    order += [m for m in by if m not in order]
+    lines = ["| method | " + " | ".join(h for h, _, _ in COLUMNS) + " |",
+             "| :--- | " + " | ".join("---" for _ in COLUMNS) + " |"]
+    used: dict[str, list[int]] = {}
+    for m in order:
+        cells = []
+        for _, parts, template in COLUMNS:
+            texts = []
+            for source, key, per_seed in parts:
+                vals = {s: _value(r, source, key) for s, r in sorted(by[m].items())}
+                vals = {s: v for s, v in vals.items() if v is not None}
+                if not vals:
+                    texts.append("–")
+                    continue
+                used.setdefault(m, sorted(set(used.get(m, [])) | set(vals)))
+                text = _fmt(float(np.mean(list(vals.values()))), key)
+                if per_seed and len(vals) > 1:
+                    text += " (" + "/".join(_fmt(v, key) for v in vals.values()) + ")"
+                texts.append(text)
+            cells.append(template.format(*texts))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), used
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args()
+    if not args.folder.is_dir():
+        raise SystemExit(f"unlearnbench: error: {args.folder} is not a folder of result records")
+    text, used = table(args.folder, [int(s) for s in args.seeds.split(",")])
+    print(text)
+    seeds = {tuple(s) for s in used.values()}
+    print("\nseeds per method: " + ("all " + ",".join(map(str, seeds.pop())) if len(seeds) == 1
+                                    else "; ".join(f"{m} {','.join(map(str, s))}" for m, s in used.items())))
+
+
+if __name__ == "__main__":
+    main()
