@@ -18,7 +18,7 @@ from typing import Any
 
 # header -> the values shown in it: (attack or "metrics", value key, per-seed values in parentheses)
 COLUMNS: list[tuple[str, list[tuple[str, str, bool]], str]] = [
-    ("forget acc (erase phrasings, n=40)", [("metrics", "forget_accuracy", False)], "{0}"),
+    ("forget acc (erase phrasings, n={n})", [("metrics", "forget_accuracy", False)], "{0}"),
     ("no attack: erase / paraphrase ASR-4", [("concept_asr", "erase_asr4", True),
                                              ("concept_asr", "paraphrase_asr4", False)], "{0} / {1}"),
     ("UnlearnDiffAtk ASR (pre ASR-4)", [("unlearndiffatk", "asr", True), ("unlearndiffatk", "pre_asr4", False)],
@@ -69,7 +69,9 @@ def table(folder: Path, seeds: list[int]) -> tuple[str, dict[str, list[int]]]:
         scenario = next(iter(next(iter(by.values())).values()))["scenario"]["name"]
         order = [m for m in load_scenario(scenario).default_methods if m in by]
     order += [m for m in by if m not in order]
-    lines = ["| method | " + " | ".join(h for h, _, _ in COLUMNS) + " |",
+    first = next(iter(next(iter(by.values())).values())) if by else {}
+    n_forget = ((first.get("metrics") or {}).get("forget_accuracy") or {}).get("n", "?")
+    lines = ["| method | " + " | ".join(h.format(n=n_forget) for h, _, _ in COLUMNS) + " |",
              "| :--- | " + " | ".join("---" for _ in COLUMNS) + " |"]
     used: dict[str, list[int]] = {}
     for m in order:
