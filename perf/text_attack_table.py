@@ -84,7 +84,7 @@ def table(folder: Path, seeds: list[int]) -> tuple[str, dict[str, list[int]]]:
                 if not vals:
                     texts.append("–")
                     continue
-                used.setdefault(m, sorted(set(used.get(m, [])) | set(vals)))
+                used[m] = sorted(set(used.get(m, [])) | set(vals))
                 text = _fmt(float(np.mean(list(vals.values()))), key)
                 if per_seed and len(vals) > 1:
                     text += " (" + "/".join(_fmt(v, key) for v in vals.values()) + ")"
