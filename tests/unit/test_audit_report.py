@@ -119,3 +119,30 @@ def test_shares_are_compared_by_an_exact_test_and_other_values_by_their_interval
     steps = verdict("relearn_steps", {"value": 20, "n": 1, "ci": None}, {"value": 40, "n": 1, "ci": None}, None,
                     fewer_leaks=True)
     assert steps["distinguishable"] and steps["test"] == "direction"
+
+
+def _relearn(steps, shares, censored=False, n=16):
+    return {"value": float(steps), "n": n, "ci": None,
+            "extra": {"censored": censored, "curve": [{"step": 20 * i, "forget_accuracy": a} for i, a in enumerate(shares)]}}
+
+
+def test_relearning_is_judged_by_the_two_curves_at_the_audited_models_relearn_step():
+    from reports.audit import relearning_compare, verdict
+
+    oracle = _relearn(40, [0.0, 6 / 16, 10 / 16])
+    # relearned at the first check with every sample, where the oracle had 6 of 16: a trace (p < 0.001)
+    fast = _relearn(20, [0.0, 1.0])
+    test = relearning_compare(fast, oracle)
+    assert test["differ"] and test["p_value"] < 0.001 and "16/16 vs 6/16" in test["how"]
+    assert verdict("relearning", fast, oracle, None, fewer_leaks=True, test=test)["distinguishable"]
+    # one coarse check ahead with 8 of 16 where the oracle had 6 of 16: not distinguishable (direction alone said so)
+    close = _relearn(20, [0.0, 0.5])
+    assert not relearning_compare(close, oracle)["differ"]
+    assert verdict("relearning", close, oracle, None, fewer_leaks=True)["distinguishable"]  # the old rule
+    # never relearned, or relearned after the oracle: nothing leaks
+    assert not relearning_compare(_relearn(100, [0.0] * 6, censored=True), oracle)["differ"]
+    assert not relearning_compare(_relearn(60, [0.0, 0.1, 0.2, 0.8]), oracle)["differ"]
+    # a model that already shows the target at step 0
+    assert relearning_compare(_relearn(0, [1.0]), oracle)["differ"]
+    # a record without curves: None, and the verdict falls back to the direction
+    assert relearning_compare({"value": 20.0, "n": 16, "ci": None}, oracle) is None
