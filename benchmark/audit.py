@@ -107,12 +107,28 @@ class AuditPlan:
     fingerprint: str = ""
 
 
+def record_defaults(source: dict[str, Any]) -> dict[str, Any]:
+    """What a result record says about the model it holds: its scenario, forget target and seed — the audit's
+    defaults when MODEL is a record, so a record of ``mnist-text-style`` (forget red) is audited for red on that
+    card, not for the text track's default (digit 0), and with the seed of its leaderboard row."""
+    import json
+
+    if not source.get("record"):
+        return {}
+    rec = json.loads(Path(source["record"]).read_text())
+    sc = rec.get("scenario") or {}
+    target = sc.get("forget_target", sc.get("forget_class"))
+    return {k: v for k, v in (("scenario", sc.get("name")), ("target", target), ("seed", rec.get("seed")))
+            if v is not None}
+
+
 def plan_audit(model: str, reference: str | None = None, scenario: str | None = None, target: Any = None,
-               tier: str = "quick", seed: int = 0, attacks: list[str] | None = None, prompts: str | None = None,
-               allow_pickle: bool = False, device: str = "cpu", out: str | Path = "audit",
-               instruments: dict[str, str] | None = None) -> AuditPlan:
+               tier: str = "quick", seed: int | None = None, attacks: list[str] | None = None,
+               prompts: str | None = None, allow_pickle: bool = False, device: str = "cpu",
+               out: str | Path = "audit", instruments: dict[str, str] | None = None) -> AuditPlan:
     """Load and check everything; write nothing. ``instruments``: measuring files of prompt-set scenarios
-    (``{"clip": "ARCH=FILE", "inception": FILE}``)."""
+    (``{"clip": "ARCH=FILE", "inception": FILE}``). ``scenario``, ``target`` and ``seed`` left None come from
+    MODEL when it is a result record (``record_defaults``), else from the model's track (seed 0)."""
     from benchmark import runner, zoo
     from benchmark.models.loading import load_model
     from benchmark.registry import METHODS
@@ -134,6 +150,10 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
         return setup_for(load_scenario(scenario), target).base
 
     audited, source = load_model(model, allow_pickle, template=template, what="model")
+    recorded = record_defaults(source)
+    scenario = scenario or recorded.get("scenario")
+    target = target if target is not None else recorded.get("target")
+    seed = seed if seed is not None else recorded.get("seed", 0)
     track, family = track_of(audited), family_of(audited)
     sc = load_scenario(scenario or FAMILY_SCENARIOS.get(family) or TRACK_SCENARIOS[track])
     if sc.raw.get("family", "embedded") != family:

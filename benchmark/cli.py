@@ -102,11 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(.json, run with --save-weights) or a weights file (needs --reference)")
     au.add_argument("--reference", default=None,
                     help="the model it was derived from (default: the scenario's base model)")
-    au.add_argument("--scenario", default=None, help="scenario name or card (default: by the model's track)")
-    au.add_argument("--forget-class", type=int, default=None, help="class track: the class it claims to forget")
-    au.add_argument("--concept", default=None, help="text track: the concept it claims to forget")
+    au.add_argument("--scenario", default=None,
+                    help="scenario name or card (default: a result record's own, else by the model's track)")
+    au.add_argument("--forget-class", type=int, default=None,
+                    help="class track: the class it claims to forget (default: a result record's own, else the card's)")
+    au.add_argument("--concept", default=None,
+                    help="text track: the concept it claims to forget (default: a result record's own, else the card's)")
     au.add_argument("--tier", choices=("smoke", "quick", "full"), default="quick")
-    au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--seed", type=int, default=None, help="sampling and attack seed (default: a result record's "
+                                                           "own, else 0)")
     au.add_argument("--attacks", type=_attacks_arg, default=None, help="attack names, or 'none' (default: the card's)")
     au.add_argument("--prompts", default=None,
                     help="text-to-image models: a CSV of prompts (I2P layout: prompt, seed, guidance); for Stable "

@@ -49,17 +49,19 @@ def test_the_oracle_is_not_distinguishable_from_itself(tmp_path, capsys):
     assert "no measurable trace" in capsys.readouterr().out
 
 
-def test_a_result_record_with_saved_weights_is_audited(tmp_path):
+def test_a_result_record_with_saved_weights_is_audited_for_its_own_target_and_seed(tmp_path):
     runs = tmp_path / "runs"
-    assert main(["run", "--tier", "smoke", "--methods", "finetune", "--attacks", "none", "--save-weights", "--out",
-                 str(runs), "--no-progress"]) == 0
+    assert main(["run", "--tier", "smoke", "--methods", "finetune", "--forget-class", "3", "--seeds", "1",
+                 "--attacks", "none", "--save-weights", "--out", str(runs), "--no-progress"]) == 0
     record = next(runs.glob("*finetune*.json"))
     assert record.with_suffix(".weights").is_dir()
     assert main(["audit", str(record), "--tier", "smoke", "--attacks", "none", "--out", str(tmp_path / "a"),
                  "--no-progress"]) == 0
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["model"]["fingerprint"] == json.loads(record.read_text())["model"]["fingerprint"]
-    assert "result record (finetune, seed 0)" in report["model"]["kind"]
+    assert "result record (finetune, seed 1)" in report["model"]["kind"]
+    # audited for what the record erased (class 3, not the card's default 0) with the record's seed
+    assert report["scenario"]["forget_class"] == 3 and report["seed"] == 1
 
 
 class _Evil:
