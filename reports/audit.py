@@ -14,9 +14,10 @@ where the audited model's samples reached the attack's threshold, the share of i
 the target against the oracle's share at the same step (Fisher's exact test; both curves are in the
 record) — so a model that relearns at the first check with 8 of 16 samples, where the oracle already has 6
 of 16, is not flagged for being one coarse check ahead; records without curves fall back to the direction
-(fewer steps than the oracle) — with the evidence in words. Each value is tested on its own, not corrected for multiplicity: a model identical to the oracle is
-expected to be flagged on about 1 in 20 exact tests by chance. A model that really forgot behaves like the
-oracle; one distinguishable from it on any attack left a trace an auditor can measure.
+(fewer steps than the oracle) — with the evidence in words. Each value is tested on its own, not corrected
+for multiplicity: a model identical to the oracle is expected to be flagged on about 1 in 20 exact tests by
+chance. A model that really forgot behaves like the oracle; one distinguishable from it on any attack left a
+trace an auditor can measure.
 
 The HTML inlines its images (data URIs) and carries a Content-Security-Policy that forbids scripts and
 network requests; every user-supplied string (paths, names, prompts) is escaped by Jinja2's autoescape.
