@@ -134,7 +134,8 @@ def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] |
         evidence = f"{label}: {_fmt(audited)} for the audited model vs {_fmt(other)} for the {against}: {test['how']}"
     like_reference = compare(audited, reference) if reference is not None else None
     if against == "oracle" and like_reference is not None and not like_reference["differ"] and dist:
-        evidence += "; not distinguishable from the reference either (looks like the model before unlearning)"
+        evidence += ("; not distinguishable from the reference (the model before unlearning) either at this n: "
+                     "the test cannot tell whether unlearning changed it here")
     if against == "reference":  # no oracle: distinguishable means "changed", not "left a trace"
         evidence += ("; without an oracle this shows the model changed, not that the target is gone" if dist else
                      "; the audited model is indistinguishable from the model before unlearning here")
