@@ -122,13 +122,36 @@ def record_defaults(source: dict[str, Any]) -> dict[str, Any]:
             if v is not None}
 
 
+def zoo_defaults(model: str) -> dict[str, Any]:
+    """The card whose default target's oracle is the zoo model ``model`` (``mnist-text-unet-retrain-red`` →
+    ``mnist-text-style``): auditing an oracle by name measures it for what it was retrained without, not for
+    its track's default card. Empty for anything else (the base, a path, a Stable Diffusion card's oracle)."""
+    from benchmark import zoo
+    from benchmark.registry import SCENARIOS
+    from benchmark.scenarios import load_scenario
+    from benchmark.scenarios.setup import setup_for
+
+    if Path(model).exists() or zoo.locate(model) is None:
+        return {}
+    for name in SCENARIOS.names():
+        try:
+            sc = load_scenario(name)
+            if sc.raw.get("family", "embedded") == "embedded" and \
+                    setup_for(sc, None, log=lambda *_: None).oracle_entry()[0] == model:
+                return {"scenario": name}
+        except UnlearnbenchError:
+            continue
+    return {}
+
+
 def plan_audit(model: str, reference: str | None = None, scenario: str | None = None, target: Any = None,
                tier: str = "quick", seed: int | None = None, attacks: list[str] | None = None,
                prompts: str | None = None, allow_pickle: bool = False, device: str = "cpu",
                out: str | Path = "audit", instruments: dict[str, str] | None = None) -> AuditPlan:
     """Load and check everything; write nothing. ``instruments``: measuring files of prompt-set scenarios
     (``{"clip": "ARCH=FILE", "inception": FILE}``). ``scenario``, ``target`` and ``seed`` left None come from
-    MODEL when it is a result record (``record_defaults``), else from the model's track (seed 0)."""
+    MODEL when it is a result record (``record_defaults``) or a zoo oracle (``zoo_defaults``: its card), else
+    from the model's track (seed 0)."""
     from benchmark import runner, zoo
     from benchmark.models.loading import load_model
     from benchmark.registry import METHODS
@@ -150,7 +173,7 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
         return setup_for(load_scenario(scenario), target).base
 
     audited, source = load_model(model, allow_pickle, template=template, what="model")
-    recorded = record_defaults(source)
+    recorded = record_defaults(source) or (zoo_defaults(model) if scenario is None else {})
     scenario = scenario or recorded.get("scenario")
     target = target if target is not None else recorded.get("target")
     seed = seed if seed is not None else recorded.get("seed", 0)

@@ -64,6 +64,17 @@ def test_a_result_record_with_saved_weights_is_audited_for_its_own_target_and_se
     assert report["scenario"]["forget_class"] == 3 and report["seed"] == 1
 
 
+def test_a_zoo_oracle_is_audited_on_the_card_it_is_the_oracle_of():
+    from benchmark.audit import zoo_defaults
+
+    if zoo.locate("mnist-text-unet-retrain-red") is None:
+        pytest.skip("mnist-text-unet-retrain-red is not shipped")
+    assert zoo_defaults("mnist-text-unet-retrain-red") == {"scenario": "mnist-text-style"}  # not digit 0
+    assert zoo_defaults("mnist-text-unet-retrain-d0") == {"scenario": "mnist-text-object"}
+    assert zoo_defaults("mnist-unet-retrain-c0") == {"scenario": "mnist-class"}
+    assert zoo_defaults("mnist-text-unet-base") == {} and zoo_defaults("no-such-model") == {}
+
+
 class _Evil:
     """Unpickling this would write a file: it must never happen."""
 
