@@ -157,7 +157,7 @@ def _attack_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for key in headline_keys(values) or list(values)[:1]:  # probe grid points get no verdict of their own
             a, o, r = _value(values.get(key)), _value(values.get(f"{key}_oracle")), _value(values.get(f"{key}_original"))
             label = f"{attack} {key}"
-            other = values.get(f"{key}_oracle") or values.get(f"{key}_original")
+            other = values.get(f"{key}_oracle" if o is not None else f"{key}_original")  # as verdict() chooses
             curves = relearning_compare(values[key], other) if key == "relearn_steps" and other else None
             rows.append({"attack": attack, "value": key, "status": "ok", "protocol": values[key].get("protocol", ""),
                          "higher_is_better": values[key].get("higher_is_better"),
