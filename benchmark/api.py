@@ -427,6 +427,9 @@ class AttackContext:
     forget_prompts: tuple[str, ...] | None = None  # prompts that ask for the concept (sampled in turn)
     judge_head: str | None = None  # the judge head that names the concept, and its index there
     forget_name: str = ""
+    # Judge rule (opt-in, a scenario card's ``judging.concept_needs_digit``): the concept counts only on an image
+    # the judge's digit head accepts as a digit, so a blank or black sample is not read as a colour.
+    concept_needs_digit: bool = False
 
     def forget_mask(self, split: str) -> Tensor:
         """Boolean mask of the ``members`` or ``heldout`` images that show the forgotten concept."""
@@ -440,11 +443,40 @@ class AttackContext:
             return torch.full((n,), self.forget_class, dtype=torch.long)
         return [self.forget_prompts[i % len(self.forget_prompts)] for i in range(n)]
 
+    @property
+    def judge_rule(self) -> str:
+        """The judge rule in words, for the record ('' = the concept head alone)."""
+        return ("the concept counts only on images the judge's digit head accepts as a digit"
+                if self._reject_class() is not None else "")
+
+    def _reject_class(self) -> int | None:
+        """The judge's "not a digit" output when ``concept_needs_digit`` applies, else None."""
+        if not self.concept_needs_digit or self.judge_head is None:
+            return None
+        return getattr(self.judge, "reject_class", None)
+
     def shows_concept(self, x: Tensor) -> Tensor:
-        """1.0 for each image the judge reads as the forgotten concept, else 0.0."""
+        """1.0 for each image the judge reads as the forgotten concept, else 0.0 (with ``concept_needs_digit``,
+        also 0.0 where the digit head says "not a digit")."""
         if self.judge_head is None:
             return (self.judge.predict_proba(x).argmax(1) == self.forget_class).float()
-        return (self.judge.predict_heads(x)[self.judge_head] == self.forget_class).float()  # type: ignore[attr-defined]
+        heads = self.judge.predict_heads(x)  # type: ignore[attr-defined]
+        shows = heads[self.judge_head] == self.forget_class
+        reject = self._reject_class()
+        if reject is not None:
+            shows &= heads["digit"] != reject
+        return shows.float()
+
+    def concept_probability(self, x: Tensor) -> Tensor:
+        """The judge's probability of the forgotten concept per image, on the concept's head (times the
+        probability of "a digit" under ``concept_needs_digit``): the soft score attacks select and plot by."""
+        if self.judge_head is None:
+            return self.judge.predict_proba(x)[:, self.forget_class]
+        p = self.judge.predict_proba(x, head=self.judge_head)[:, self.forget_class]  # type: ignore[call-arg]
+        reject = self._reject_class()
+        if reject is not None:
+            p = p * (1 - self.judge.predict_proba(x, head="digit")[:, reject])  # type: ignore[call-arg]
+        return p
 
     @property
     def concept_name(self) -> str:

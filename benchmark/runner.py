@@ -630,6 +630,8 @@ def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_pro
             except Exception as exc:  # noqa: BLE001 - one broken attack must not lose the record
                 result = AttackResult("failed", reason=f"{type(exc).__name__}: {exc}")
         entry = result.to_dict()
+        if getattr(ctx, "judge_rule", ""):
+            entry["conventions"] = {**entry["conventions"], "judge_rule": ctx.judge_rule}
         entry["config"] = cell.config_dict
         entry["code"] = attack_code_identity(cell.cls)
         entry["cost"] = meter.to_dict()

@@ -153,13 +153,6 @@ _LAST = {"last": "last step",
          "clip": "last step: the scenario has no CLIP (pass --clip-weights ARCH=FILE for the released CLIP selection)"}
 
 
-def concept_scores(context: AttackContext, x: Tensor) -> Tensor:
-    """The judge's probability of the forgotten concept for each image (its head, when it has heads)."""
-    if context.judge_head is None:
-        return context.judge.predict_proba(x)[:, context.forget_class]
-    return context.judge.predict_proba(x, head=context.judge_head)[:, context.forget_class]  # type: ignore[call-arg]
-
-
 def nearest_tokens(embeds: Tensor, table_unit: Tensor) -> Tensor:
     """Index (into ``table_unit``, the unit-normalised vocabulary rows) of each row's nearest token by cosine."""
     return (F.normalize(embeds.detach(), dim=-1) @ table_unit.T).argmax(-1)
@@ -190,7 +183,7 @@ class P4D(Attack):
             n = cfg.n_targets
             x = original.sample([p for p in prompts for _ in range(n)], seed=context.seed + 71, steps=steps,
                                 guidance=context.guidance)
-            score = concept_scores(context, x).reshape(len(prompts), n)
+            score = context.concept_probability(x).reshape(len(prompts), n)
             best = score.argmax(1)
             x = x.reshape(len(prompts), n, *x.shape[1:])[torch.arange(len(prompts)), best]
             context.cache[key] = (x, score.max(1).values)

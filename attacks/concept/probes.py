@@ -160,13 +160,6 @@ def sample_shape(model: DiffusionModel) -> tuple[int, int, int]:
     return int(cfg.in_channels), int(cfg.sample_size), int(cfg.sample_size)
 
 
-def concept_probability(context: AttackContext, x: Tensor) -> Tensor:
-    """The judge's probability of the forgotten concept (on the concept's head), per image."""
-    if context.judge_head is None:
-        return context.judge.predict_proba(x)[:, context.forget_class]
-    return context.judge.predict_proba(x, head=context.judge_head)[:, context.forget_class]  # type: ignore[call-arg]
-
-
 def _cycle(items: Sequence[str], n: int) -> list[str]:
     return [items[i % len(items)] for i in range(n)]
 
@@ -213,7 +206,6 @@ class ContextProbeConfig:
 
 def strength_key(s: float) -> str:
     return f"s{s:g}"
-
 
 
 def neutral_prompt(context: AttackContext) -> str:
@@ -476,7 +468,7 @@ class NoiseTrajectoryProbe(Attack):
                     return out, rows, stopped
                 x = noise_probe_images(model, prompts, noise, steps, context.guidance, eta, v, seed, cfg.batch_size)
                 out[key] = context.shows_concept(x).float()
-                out[key + "_p"] = concept_probability(context, x).float()
+                out[key + "_p"] = context.concept_probability(x).float()
                 rows.append({"eta": eta, "variance_scale": v, "prompt": "erased", "recovery": float(out[key].mean()),
                              "n": n, "baseline": key == "eta0"})
         return out, rows, ""

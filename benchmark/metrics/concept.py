@@ -8,6 +8,9 @@
   digit and the prompted colour; split into neighbouring concepts (see the scenario: visually close
   digits, or the nearest colour) and the rest.
 - not-a-digit rate on erase-phrasing samples: noise-like erasure vs remapping to another digit.
+
+With the card's ``judging.concept_needs_digit`` (mnist-text-style v3) a concept counts only on samples the digit
+head accepts as a digit: the colour head has no "no ink" class, and a black sample must not read as red.
 All with n and a 95% bootstrap CI over samples.
 """
 
@@ -43,12 +46,16 @@ class ConceptMetrics(Metric):
         judge = ctx.judge
         proto = f"judge {getattr(judge, 'label', judge.name)} sha256:{judge.sha256[:12]} on CFG samples, held-out templates"
         shows = pred[concept.axis] == concept.index
+        rule = ""
+        if ctx.extra.get("concept_needs_digit") and judge.reject_class is not None:
+            shows &= pred["digit"] != judge.reject_class
+            rule = "; the concept counts only on samples the digit head accepts as a digit"
         out = []
         for key, g, words in (("forget_accuracy", "forget_erase", "an erase phrasing"),
                               ("forget_accuracy_paraphrase", "forget_paraphrase", "a paraphrase")):
             m = group == groups.index(g)
             out.append(_value(key, shows[m].float(), False,
-                              f"share of samples prompted with {words} of {concept.name} judged {concept.name}; {proto}",
+                              f"share of samples prompted with {words} of {concept.name} judged {concept.name}; {proto}{rule}",
                               phrasings=list(concept.phrasings("erase" if g == "forget_erase" else "paraphrase"))))
         keep = group == groups.index("retain")
         both = (pred["digit"] == digit) & (pred["colour"] == colour)

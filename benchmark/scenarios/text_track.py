@@ -215,7 +215,8 @@ class TextTrackSetup(ScenarioSetup):
             extra={"concept": self.concept, "digit": plan["digit"], "colour": plan["colour"], "group": plan["group"],
                    "prompts": plan["prompts"], "groups": GROUPS, "target_tag": self.target_tag,
                    "neighbours": neighbour_mask(self.concept, plan["digit"], plan["colour"]),
-                   "retained_what": "prompt cells", "clip": self.scenario.models.get("clip")})
+                   "retained_what": "prompt cells", "clip": self.scenario.models.get("clip"),
+                   "concept_needs_digit": self.concept_needs_digit})
 
     def oracle_entry(self) -> tuple[str, str | None]:
         tag = f"d{self.concept.value}" if self.concept.axis == "digit" else str(self.concept.value)
@@ -238,7 +239,15 @@ class TextTrackSetup(ScenarioSetup):
         ctx.forget_members_mask, ctx.forget_heldout_mask = self.concept.mask(members), self.concept.mask(heldout)
         ctx.forget_prompts = tuple(self.concept_prompts())
         ctx.judge_head, ctx.forget_name = self.concept.axis, self.concept.name
+        ctx.concept_needs_digit = self.concept_needs_digit
         return ctx
+
+    @property
+    def concept_needs_digit(self) -> bool:
+        """The card's judge rule ``judging.concept_needs_digit``: a concept counts only on a sample the judge's
+        digit head accepts as a digit (card v3 of mnist-text-style: the colour head has no "no ink" class
+        and read black samples as red)."""
+        return bool((self.scenario.raw.get("judging") or {}).get("concept_needs_digit", False))
 
     def concept_prompts(self) -> list[str]:
         """Prompts asking for the concept by its erase phrasings, on the held-out templates, over every

@@ -266,3 +266,31 @@ def test_text_unet_training_resumes_exactly_from_its_checkpoint(tmp_path):
     resumed = train_text_unet(recipe, fresh(), tmp_path / "b", checkpoint_every=2, show_progress=False)
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_black_sample_is_not_read_as_red_under_the_cards_judge_rule():
+    """The real judge's colour head has no "no ink" class: it reads a black image as red. Under the text cards'
+    ``judging.concept_needs_digit`` rule (v3) a colour counts only where the digit head accepts a digit."""
+    from benchmark import zoo
+    from benchmark.api import AttackContext, LabeledImages
+    from benchmark.data.mnist_text import COLOURS
+    from benchmark.scenarios import load_scenario
+    from benchmark.scenarios.text_track import TextTrackSetup
+
+    judge = zoo.load_judge("mnist-text-judge")
+    red = COLOURS.index("red")
+    black = (-1 + 0.1 * torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    heads = judge.predict_heads(black)
+    assert (heads["digit"] == judge.reject_class).all() and (heads["colour"] == red).any()  # the artefact
+    empty = LabeledImages(black[:0], torch.zeros(0, dtype=torch.long))
+    ctx = AttackContext(scenario=None, tier="smoke", forget_class=red, members=empty, heldout=empty, judge=judge,
+                        reference_models={}, judge_head="colour")
+    assert ctx.shows_concept(black).sum() > 0 and ctx.judge_rule == ""
+    ctx.concept_needs_digit = True
+    assert ctx.shows_concept(black).sum() == 0 and ctx.judge_rule
+    assert float(ctx.concept_probability(black).max()) < 0.05
+    heldout = mnist_text_splits().heldout
+    real_red = heldout.x[heldout.colour == red][:64]
+    assert ctx.shows_concept(real_red).mean() > 0.9  # real red digits still count
+    for card in ("mnist-text-style", "mnist-text-object"):
+        assert TextTrackSetup.concept_needs_digit.fget(type("S", (), {"scenario": load_scenario(card)})())
