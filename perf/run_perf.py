@@ -63,7 +63,7 @@ def from_records(records: list[dict], order: list[str]) -> dict:
 
 def records_markdown(folder: Path, seed: int) -> str:
     """The stage and attack-cost tables of a shipped records folder (one seed), without re-running it:
-    ``python perf/run_perf.py --from-records docs/records/mnist-text-object-v2-quick --seed 0``."""
+    ``python perf/run_perf.py --from-records docs/records/mnist-text-object-v3-quick --seed 0``."""
     from benchmark.results import load_records
     from benchmark.scenarios import load_scenario
 

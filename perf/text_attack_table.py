@@ -1,7 +1,7 @@
 """The README's text-track attack table from a folder of result records: each cell the mean over the
 unlearning seeds, with the per-seed values in parentheses where the table reads them seed by seed.
 
-Usage:  python perf/text_attack_table.py docs/records/mnist-text-object-v2-quick --seeds 0,1,2
+Usage:  python perf/text_attack_table.py docs/records/mnist-text-object-v3-quick --seeds 0,1,2
 
 Only finished attack entries that carry a code identity (``identity.attack_code_identity``, since the
 attack fixes of commit 5f9d260) are counted; a method missing a seed is shown with the seeds it has, and
