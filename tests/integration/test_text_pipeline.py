@@ -71,7 +71,10 @@ def test_text_card_runs_end_to_end(tiny_card, tmp_path):
     assert {"loss_threshold", "secmi", "pia", "relearning", "concept_asr", "unlearndiffatk",
             "concept_inversion"} <= set(attacks)
     assert all(a["status"] == "ok" for a in attacks.values()), {k: a["reason"] for k, a in attacks.items()}
-    assert attacks["pia"]["values"]["auc_forget"]["extra"]["n_members"] == 400  # digit-0 members
+    pia = attacks["pia"]["values"]["auc_forget"]
+    # digit-0 members and held-out images (400 + 100), capped at the smoke tier's max_per_split (card v3)
+    assert pia["extra"]["n_members"] == 50 and pia["extra"]["n_nonmembers"] == 50
+    assert "digit 0" in pia["protocol"]
     assert "no oracle" in res.stdout or "oracle" in res.stdout
 
 
