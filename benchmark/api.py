@@ -395,6 +395,10 @@ class BudgetClock:
         return ""
 
 
+# The words of the ``concept_needs_digit`` judge rule, as records and metric protocols state it.
+JUDGE_RULE_NEEDS_DIGIT = "the concept counts only on samples the judge's digit head accepts as a digit"
+
+
 @dataclass
 class AttackContext:
     """What an attack sees: the scenario's data and references, its judge, budget and seed.
@@ -446,8 +450,7 @@ class AttackContext:
     @property
     def judge_rule(self) -> str:
         """The judge rule in words, for the record ('' = the concept head alone)."""
-        return ("the concept counts only on images the judge's digit head accepts as a digit"
-                if self._reject_class() is not None else "")
+        return JUDGE_RULE_NEEDS_DIGIT if self._reject_class() is not None else ""
 
     def _reject_class(self) -> int | None:
         """The judge's "not a digit" output when ``concept_needs_digit`` applies, else None."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.api import EvalContext, Metric, MetricSpec, MetricValue
+from benchmark.api import JUDGE_RULE_NEEDS_DIGIT, EvalContext, Metric, MetricSpec, MetricValue
 from benchmark.metrics.stats import bootstrap_ci
 
 
@@ -49,7 +49,7 @@ class ConceptMetrics(Metric):
         rule = ""
         if ctx.extra.get("concept_needs_digit") and judge.reject_class is not None:
             shows &= pred["digit"] != judge.reject_class
-            rule = "; the concept counts only on samples the digit head accepts as a digit"
+            rule = f"; {JUDGE_RULE_NEEDS_DIGIT}"
         out = []
         for key, g, words in (("forget_accuracy", "forget_erase", "an erase phrasing"),
                               ("forget_accuracy_paraphrase", "forget_paraphrase", "a paraphrase")):
