@@ -116,7 +116,9 @@ class DiffusionModel(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256) -> Tensor:
-        """Deterministic (seeded) samples in [-1, 1] for each condition, with classifier-free guidance."""
+        """Deterministic (seeded) samples in [-1, 1] for each condition, with classifier-free guidance. A wrapper
+        may also take ``noise=`` (the N × C × H × W starting noise instead of the seed's, as the shipped ones
+        do); the concept attacks then judge many prompts, each from its own seed, in one call."""
 
     @abc.abstractmethod
     def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import Tensor
 from attacks.inversion.common import cached_per_model
 from benchmark.api import HEADLINE, AttackContext, DiffusionModel, MetricValue
 from benchmark.metrics.stats import item_ci
+from benchmark.models.guided_ddim import starting_noise
 
 TEXT_REQUIRES = frozenset({"text_cond", "token_embeddings", "grad"})
 
@@ -168,6 +170,17 @@ class SlotPrompt:
         return " ".join(part for part in (self._before, decode(ids), self._after) if part)
 
 
+def image_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
+    """The n × C × H × W noise ``model.sample(…, seed)`` starts from: item i's depends on (seed, i)."""
+    return starting_noise(None, n, shape, seed)
+
+
+def sample_shape(model: DiffusionModel) -> tuple[int, int, int]:
+    """C × H × W of the model's sampling space (pixels; latents on Stable Diffusion)."""
+    cfg = model.unet.config  # type: ignore[attr-defined]
+    return int(cfg.in_channels), int(cfg.sample_size), int(cfg.sample_size)
+
+
 PROMPT_SEED_STRIDE = 1009  # judge_conditions(index=…): prompt i's noise comes from seed + stride · i
 
 
@@ -181,16 +194,28 @@ def judge_conditions(model: DiffusionModel, conditions: Any, context: AttackCont
     other prompts are judged with it: an attack that judges a prompt before and after changing its tokens
     compares the tokens, not two draws of the noise (UnlearnDiffAtk's and P4D's released code reseed alike)."""
     steps = steps or context.sample_steps
-    if index is not None:
-        rows = [judge_conditions(model, conditions[j:j + 1], context, n_per, seed + PROMPT_SEED_STRIDE * int(i), steps)
-                for j, i in enumerate(index)]
-        return torch.cat(rows) if rows else torch.zeros((0, n_per))
+    index = list(index) if index is not None else None
+    if index is not None and not index:
+        return torch.zeros((0, n_per))
+    if index is not None and not takes_noise(model):  # an out-of-tree wrapper: one seeded call per prompt
+        return torch.cat([judge_conditions(model, conditions[j:j + 1], context, n_per,
+                                           seed + PROMPT_SEED_STRIDE * int(i), steps) for j, i in enumerate(index)])
     if torch.is_tensor(conditions):
         conds: Any = conditions.repeat_interleave(n_per, dim=0)
     else:
         conds = [c for c in conditions for _ in range(n_per)]
-    x = model.sample(conds, seed=seed, steps=steps, guidance=context.guidance)
+    if index is None:
+        x = model.sample(conds, seed=seed, steps=steps, guidance=context.guidance)
+    else:  # every prompt's own seeded noise, sampled in one batch (the same images as one call per prompt)
+        noise = torch.cat([image_noise(n_per, sample_shape(model), seed + PROMPT_SEED_STRIDE * int(i)) for i in index])
+        x = model.sample(conds, seed=seed, steps=steps, guidance=context.guidance, noise=noise)
     return context.shows_concept(x).reshape(len(conditions), n_per)
+
+
+def takes_noise(model: DiffusionModel) -> bool:
+    """Whether the model's ``sample`` accepts ``noise=`` (the shipped wrappers do; an older out-of-tree one
+    may not)."""
+    return "noise" in inspect.signature(model.sample).parameters and hasattr(model, "unet")
 
 
 def asr_values(success: Tensor, key: str, what: str, n_per: int) -> dict[str, MetricValue]:

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attacks.concept.common import against_references, concept_of, erase_prompts
+from attacks.concept.common import against_references, concept_of, erase_prompts, image_noise, sample_shape
 from attacks.inversion.common import cached_per_model
 from benchmark.api import Attack, AttackContext, AttackResult, DiffusionModel, MetricValue
 from benchmark.metrics.stats import bootstrap_ci, item_ci
@@ -148,16 +148,6 @@ def eval_mode(model: DiffusionModel) -> Iterator[None]:
     finally:
         for name, m in model.modules().items():
             m.train(modes[name])
-
-
-def image_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
-    """The n × C × H × W noise ``model.sample(…, seed)`` starts from: item i's depends on (seed, i)."""
-    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
-
-
-def sample_shape(model: DiffusionModel) -> tuple[int, int, int]:
-    cfg = model.unet.config  # type: ignore[attr-defined]
-    return int(cfg.in_channels), int(cfg.sample_size), int(cfg.sample_size)
 
 
 def _cycle(items: Sequence[str], n: int) -> list[str]:

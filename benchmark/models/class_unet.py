@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim
+from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise
 
 
 class EmbeddingOrVector(nn.Embedding):
@@ -148,8 +148,9 @@ class ClassConditionalUNet(ScheduledUNet, DiffusionModel):
 
     @torch.no_grad()
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,
-               progress: Any = None) -> Tensor:
-        """DDIM (η=0) samples with CFG. Noise for item i depends only on (seed, i): batch-size independent.
+               progress: Any = None, noise: Tensor | None = None) -> Tensor:
+        """DDIM (η=0) samples with CFG. Noise for item i depends only on (seed, i): batch-size independent;
+        ``noise`` (N × C × H × W) replaces the seed's.
 
         ``conditions``: class ids, or a float N×D tensor of ready-made class-embedding vectors (e.g. an
         inverted embedding)."""
@@ -157,9 +158,8 @@ class ClassConditionalUNet(ScheduledUNet, DiffusionModel):
             ids = conditions.detach()
         else:
             ids = torch.as_tensor(conditions, dtype=torch.long).reshape(-1)
-        gen = torch.Generator().manual_seed(seed)
         shape = (self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
-        noise = torch.randn((len(ids), *shape), generator=gen)
+        noise = starting_noise(noise, len(ids), shape, seed)
         was_training = self.unet.training
         self.unet.eval()
         out = []

@@ -17,6 +17,16 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 
+def starting_noise(noise: Tensor | None, n: int, shape: Any, seed: int) -> Tensor:
+    """The noise a wrapper's ``sample`` starts from: the caller's ``noise`` (checked to be n × shape), else
+    ``n`` draws from ``seed``."""
+    if noise is None:
+        return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+    if tuple(noise.shape) != (n, *shape):
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {(n, *tuple(shape))}")
+    return noise.detach().float().cpu()
+
+
 @torch.no_grad()
 def guided_ddim(model: Any, x: Tensor, cond: Tensor, null: Tensor, scheduler_config: Any, steps: int,
                 combine: Callable[[Tensor, Tensor], Tensor], clamp: bool = True) -> Tensor:

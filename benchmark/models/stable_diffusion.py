@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.fingerprint import fingerprint_state, verify_sha256
-from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim
+from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("unet", "vae", "text_encoder")
@@ -442,17 +442,16 @@ class StableDiffusionModel(ScheduledUNet, DiffusionModel):
 
     @torch.no_grad()
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,
-               progress: Any = None) -> Tensor:
+               progress: Any = None, noise: Tensor | None = None) -> Tensor:
         """DDIM (η=0) with CFG in latent space for prompts (or ready-made N × 77 × D states), decoded:
         images in [−1, 1], N × 3 × H × W, on the CPU. Item i's initial latent noise depends only on
-        (seed, i)."""
+        (seed, i); ``noise`` (N × latent shape) replaces the seed's."""
         if torch.is_tensor(conditions) and conditions.is_floating_point():
             n = len(conditions)
         else:
             conditions = [conditions] if isinstance(conditions, str) else list(conditions)
             n = len(conditions)
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn((n, *self.latent_shape), generator=gen)
+        noise = starting_noise(noise, n, self.latent_shape, seed)
         was_training = self.unet.training
         self.unet.eval()
         out = []

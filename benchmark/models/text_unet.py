@@ -28,7 +28,7 @@ from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.class_unet import default_scheduler_config
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim
+from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise
 
 
 def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cross_attention_dim: int = 64,
@@ -184,16 +184,16 @@ class TextConditionalUNet(ScheduledUNet, DiffusionModel):
 
     @torch.no_grad()
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,
-               progress: Any = None) -> Tensor:
-        """DDIM (η=0) samples with CFG for prompts (or ready-made N × L × D states)."""
+               progress: Any = None, noise: Tensor | None = None) -> Tensor:
+        """DDIM (η=0) samples with CFG for prompts (or ready-made N × L × D states). ``noise``: the N × C × H × W
+        starting noise instead of the seed's (item i's noise from the seed depends only on (seed, i))."""
         if torch.is_tensor(conditions) and conditions.is_floating_point():
             n = len(conditions)
         else:
             conditions = [conditions] if isinstance(conditions, str) else list(conditions)
             n = len(conditions)
-        gen = torch.Generator().manual_seed(seed)
         shape = (self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
-        noise = torch.randn((n, *shape), generator=gen)
+        noise = starting_noise(noise, n, shape, seed)
         was_training = self.unet.training
         self.unet.eval()
         out = []

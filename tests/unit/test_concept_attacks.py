@@ -144,6 +144,28 @@ def test_a_prompt_is_judged_from_the_same_noise_before_and_after_its_tokens_chan
     assert values[f"asr{n}" if attack.name == "p4d" else "asr"].value == values[f"pre_asr{n}"].value
 
 
+def test_judging_prompts_in_one_batch_gives_each_prompt_its_own_seeded_images(monkeypatch):
+    """``judge_conditions(index=…)`` samples every prompt from its own seed in one batched call: the images
+    (hence the judgements) are those of one ``sample`` call per prompt, and a wrapper whose ``sample`` has
+    no ``noise=`` (an older out-of-tree model) is judged one prompt at a time, with the same result."""
+    import attacks.concept.common as common
+
+    ctx = tiny_text_attack_context()
+    model = ctx.reference_models["original"]
+    prompts = ["zero", "the digit 0 in red", "a handwritten seven"]
+    seen: list = []
+    ctx.shows_concept = lambda x: (seen.append(x.clone()), (x.flatten(1).mean(1) > 0).float())[1]  # type: ignore
+    batched = common.judge_conditions(model, prompts, ctx, 2, seed=5, steps=3, index=[0, 4, 7])
+    images = seen.pop()
+    one_by_one = [model.sample([p, p], seed=5 + common.PROMPT_SEED_STRIDE * i, steps=3, guidance=ctx.guidance)
+                  for p, i in zip(prompts, [0, 4, 7])]
+    assert torch.equal(images, torch.cat(one_by_one))
+    monkeypatch.setattr(common, "takes_noise", lambda m: False)
+    assert torch.equal(common.judge_conditions(model, prompts, ctx, 2, seed=5, steps=3, index=[0, 4, 7]), batched)
+    assert torch.equal(torch.cat(seen), images)
+    assert common.judge_conditions(model, [], ctx, 2, seed=5, steps=3, index=[]).shape == (0, 2)
+
+
 def test_concept_attacks_refuse_a_class_track_context(tiny_model):
     from benchmark.conformance import tiny_attack_context
 
