@@ -92,7 +92,10 @@ def relearning_compare(audited: dict[str, Any], other: dict[str, Any]) -> dict[s
 
     The step is the audited model's own first crossing, so the test is chosen after seeing its curve: it asks
     "when this model had relearned, had the oracle?", which is what the attack claims; with n = 16 samples it
-    needs a wide gap (16/16 vs 6/16: p < 0.001; 8/16 vs 6/16: p = 0.7)."""
+    needs a wide gap (16/16 vs 6/16: p < 0.001; 8/16 vs 6/16: p = 0.7). The p-value counts the judged
+    samples' noise only: each model is fine-tuned once, and the run-to-run spread can be larger (the red-ink
+    oracle's share at step 10 was 1/16, 5/16 and 10/16 over three fine-tuning seeds on ``mnist-text-style``
+    v3), so a flag on one seed is evidence about that run; the README's tables compare across seeds."""
     curve_a = ((audited.get("extra") or {}).get("curve")) or []
     curve_o = ((other.get("extra") or {}).get("curve")) or []
     n = audited.get("n")
