@@ -194,22 +194,32 @@ def judge_conditions(model: DiffusionModel, conditions: Any, context: AttackCont
     other prompts are judged with it: an attack that judges a prompt before and after changing its tokens
     compares the tokens, not two draws of the noise (UnlearnDiffAtk's and P4D's released code reseed alike)."""
     steps = steps or context.sample_steps
-    index = list(index) if index is not None else None
-    if index is not None and not index:
-        return torch.zeros((0, n_per))
-    if index is not None and not takes_noise(model):  # an out-of-tree wrapper: one seeded call per prompt
-        return torch.cat([judge_conditions(model, conditions[j:j + 1], context, n_per,
-                                           seed + PROMPT_SEED_STRIDE * int(i), steps) for j, i in enumerate(index)])
-    if torch.is_tensor(conditions):
-        conds: Any = conditions.repeat_interleave(n_per, dim=0)
-    else:
-        conds = [c for c in conditions for _ in range(n_per)]
     if index is None:
+        conds: Any = (conditions.repeat_interleave(n_per, dim=0) if torch.is_tensor(conditions)
+                      else [c for c in conditions for _ in range(n_per)])
         x = model.sample(conds, seed=seed, steps=steps, guidance=context.guidance)
-    else:  # every prompt's own seeded noise, sampled in one batch (the same images as one call per prompt)
-        noise = torch.cat([image_noise(n_per, sample_shape(model), seed + PROMPT_SEED_STRIDE * int(i)) for i in index])
-        x = model.sample(conds, seed=seed, steps=steps, guidance=context.guidance, noise=noise)
-    return context.shows_concept(x).reshape(len(conditions), n_per)
+        return context.shows_concept(x).reshape(len(conditions), n_per)
+    index = list(index)
+    if not index:
+        return torch.zeros((0, n_per))
+    groups = [conditions[j:j + 1].repeat_interleave(n_per, dim=0) if torch.is_tensor(conditions)
+              else [conditions[j]] * n_per for j in range(len(index))]
+    x = torch.cat(sample_each(model, groups, [seed + PROMPT_SEED_STRIDE * int(i) for i in index], steps,
+                              context.guidance))
+    return context.shows_concept(x).reshape(len(index), n_per)
+
+
+def sample_each(model: DiffusionModel, groups: Sequence[Any], seeds: Sequence[int], steps: int,
+                guidance: float) -> list[Tensor]:
+    """``model.sample(groups[j], seed=seeds[j], …)`` for every j (each group: prompts or N × L × D states),
+    as one batched call when the wrapper takes ``noise=`` — every group still starts from its own seed's
+    noise, so the images are those of the separate calls — else one call per group."""
+    if not takes_noise(model):  # an older out-of-tree wrapper
+        return [model.sample(g, seed=s, steps=steps, guidance=guidance) for g, s in zip(groups, seeds)]
+    sizes = [len(g) for g in groups]
+    noise = torch.cat([image_noise(n, sample_shape(model), s) for n, s in zip(sizes, seeds)])
+    conds = torch.cat(list(groups)) if torch.is_tensor(groups[0]) else [c for g in groups for c in g]
+    return list(model.sample(conds, seed=seeds[0], steps=steps, guidance=guidance, noise=noise).split(sizes))
 
 
 def takes_noise(model: DiffusionModel) -> bool:

@@ -317,10 +317,16 @@ class P4D(Attack):
             stopped = clock.exhausted()
             if stopped:
                 return {}, rows, stopped
-            post_ideal = judge_conditions(frozen, texts, context, n, context.seed + 73, cfg.sample_steps, index=ideal)
+            # every prompt in its place of the pre-attack batch (the others as they were), so an attacked prompt's
+            # images differ from its pre-attack ones only through its text
+            judged = list(prompts)
+            for j, i in enumerate(ideal):
+                judged[i] = texts[j]
+            post_all = judge_conditions(frozen, judged, context, n, context.seed + 73, cfg.sample_steps,
+                                        index=range(len(prompts)))
         post = pre.clone()
-        for j, i in enumerate(ideal):
-            post[i] = post_ideal[j]
+        for i in ideal:
+            post[i] = post_all[i]
         for i, row in enumerate(rows):
             row.update(target_score=float(target_scores[i]), pre_hits=int(pre[i].sum()), hits=int(post[i].sum()),
                        success=bool(post[i].any()))

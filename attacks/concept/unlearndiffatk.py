@@ -177,12 +177,15 @@ class UnlearnDiffAtk(Attack):
             for j, i in enumerate(active):
                 losses[i].append(float(per_prompt[j].detach()))
             if (step + 1) % cfg.check_every == 0 or step + 1 == cfg.steps:
-                ids = [vocab[z[i].argmax(-1).cpu()] for i in active]
-                states_d = torch.cat([slots[i].states_for(ids[j]) for j, i in enumerate(active)])
+                # every prompt is sampled at each check, in its place of the pre-attack batch, so a prompt's images
+                # differ from its pre-attack ones only through its tokens (the batch, hence the arithmetic, is the
+                # same); only the active prompts' judgements are read
+                ids = [vocab[z[i].argmax(-1).cpu()] for i in range(len(prompts))]
+                states_d = torch.cat([slots[i].states_for(ids[i]) for i in range(len(prompts))])
                 hits = judge_conditions(frozen, states_d, context, cfg.n_per_prompt, context.seed + 61,
-                                        cfg.sample_steps, index=active)
-                for j, i in enumerate(active):
-                    if bool(hits[j].any()):
+                                        cfg.sample_steps, index=range(len(prompts)))
+                for i in active:
+                    if bool(hits[i].any()):
                         found_at[i] = step + 1
                 active = [i for i in active if found_at[i] is None]
         rows, success = [], []
