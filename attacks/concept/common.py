@@ -189,10 +189,12 @@ def judge_conditions(model: DiffusionModel, conditions: Any, context: AttackCont
     """P × N matrix of 0/1: for each condition (a prompt, or 1 × L × D states), ``n_per`` samples judged
     as the concept or not. Sampling: the scenario's guidance, ``steps`` DDIM steps (default: the tier's).
 
-    With ``index`` (the prompt number of each condition), condition j's images are sampled from
-    ``seed + PROMPT_SEED_STRIDE · index[j]`` on their own, so a prompt gets the same starting noise whichever
-    other prompts are judged with it: an attack that judges a prompt before and after changing its tokens
-    compares the tokens, not two draws of the noise (UnlearnDiffAtk's and P4D's released code reseed alike)."""
+    With ``index`` (the prompt number of each condition), condition j's images start from the noise of
+    ``seed + PROMPT_SEED_STRIDE · index[j]`` (all conditions in one batched call, ``sample_each``), so a prompt
+    gets the same starting noise whichever other prompts are judged with it: an attack that judges a prompt
+    before and after changing its tokens compares the tokens, not two draws of the noise (UnlearnDiffAtk's and
+    P4D's released code reseed alike). At 1 CPU thread the arithmetic of a small batch can differ from a
+    larger one's in the last bits, so those attacks judge every prompt, in the same places, each time."""
     steps = steps or context.sample_steps
     if index is None:
         conds: Any = (conditions.repeat_interleave(n_per, dim=0) if torch.is_tensor(conditions)
