@@ -1,4 +1,4 @@
-"""``unlearnbench`` command line: run | leaderboard | audit | list | check-method | new-method | zoo.
+"""``unlearnbench`` command line: run | leaderboard | compare | audit | list | check-method | new-method | zoo.
 
 Bad input prints one ``unlearnbench: error: ...`` line to stderr and exits with status 2.
 """
@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="results folder(s); records of later folders (e.g. shared baselines) join the first's "
                          "tables when comparable, and the rest are listed with the reason")
     lb.add_argument("--no-write", action="store_true", help="print only; do not write leaderboard.md/.csv")
+
+    cmp = sub.add_parser("compare", help="did a re-run reproduce stored records? Pairs records by file name "
+                                         "(identity) and lists every measured value that differs")
+    cmp.add_argument("a", type=Path, help="records folder or record file (e.g. the published docs/records/...)")
+    cmp.add_argument("b", type=Path, help="records folder or record file (e.g. your re-run's --out)")
+    cmp.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: exact)")
+    cmp.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0: exact)")
 
     sub.add_parser("list", help="list registered methods, metrics, scenarios and zoo entries")
 
@@ -363,11 +370,24 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 0 when every paired record reproduces, 1 when a measured value differs, 2 on bad input."""
+    from benchmark.compare import compare_records, render
+
+    cmp = compare_records(args.a, args.b, rtol=args.rtol, atol=args.atol)
+    if not cmp.paired:
+        raise UnlearnbenchError(f"no records in common between {args.a} and {args.b} (records pair by file name, "
+                                "which carries the card hash and config: another card version pairs nothing)")
+    print(render(cmp, str(args.a), str(args.b), args.rtol, args.atol))
+    return 0 if cmp.identical else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo,
-                "check-method": cmd_check_method, "new-method": cmd_new_method, "audit": cmd_audit}
+                "check-method": cmd_check_method, "new-method": cmd_new_method, "audit": cmd_audit,
+                "compare": cmd_compare}
     try:
         if args.command in ("run", "check-method", "zoo", "audit") or args.threads is not None:
             from benchmark.threads import configure_threads

@@ -1,0 +1,147 @@
+"""Compare two sets of result records: did a re-run reproduce the stored numbers?
+
+``unlearnbench compare PUBLISHED RERUN`` pairs the records of two folders (or two record files) by
+their file name, which carries the cell's identity hash (card hash, resolved config, step cap, method
+code), and compares what a record *measured*: its status, the unlearned weights' fingerprint, every
+metric's value / n / CI, every attack's status and values, and the method's statistics (losses, lambda, mask sizes; not its timings).
+Provenance that is expected to differ between runs (UTC time, git commit, wall-clock timings, compute
+seconds, environment) is never compared.
+
+Records present in only one folder are listed, not counted as differences: a re-run of seed 0 is a
+valid check of a three-seed folder. A cell whose card or config changed has another identity hash, so
+it shows up unpaired — the summary says so instead of comparing numbers that were never meant to agree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark import UnlearnbenchError
+from benchmark.results import RECORD_KIND, validate_record
+
+
+@dataclass
+class Difference:
+    record: str
+    field: str
+    a: Any
+    b: Any
+
+
+@dataclass
+class Comparison:
+    paired: list[str] = field(default_factory=list)
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+    fields_compared: int = 0
+
+    @property
+    def identical(self) -> bool:
+        return bool(self.paired) and not self.differences
+
+    def differing_records(self) -> list[str]:
+        return sorted({d.record for d in self.differences})
+
+
+def _records(path: Path) -> dict[str, dict[str, Any]]:
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.glob("*.json"))
+    else:
+        raise UnlearnbenchError(f"no such record file or folder: {path}")
+    out: dict[str, dict[str, Any]] = {}
+    for f in files:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UnlearnbenchError(f"{f} is not a readable JSON file: {exc}") from exc
+        if isinstance(rec, dict) and rec.get("kind") == RECORD_KIND:
+            out[f.name] = validate_record(rec, str(f))
+        elif path.is_file():
+            raise UnlearnbenchError(f"{f} is not an unlearnbench result record")
+    return out
+
+
+def _stat_leaves(prefix: str, obj: Any, out: dict[str, Any]) -> None:
+    """Method statistics (losses, lambda, mask sizes, prompts), minus wall-clock ones (``*seconds``)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not str(k).endswith("seconds"):
+                _stat_leaves(f"{prefix}.{k}", v, out)
+    else:
+        out[prefix] = obj
+
+
+def measured(rec: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a record that a faithful re-run must reproduce, flattened to ``path -> value``."""
+    out: dict[str, Any] = {"status": rec.get("status", "ok"),
+                           "failure.reason": (rec.get("failure") or {}).get("reason"),
+                           "model.fingerprint": (rec.get("model") or {}).get("fingerprint")}
+    for name, m in (rec.get("metrics") or {}).items():
+        for key in ("value", "n", "ci"):
+            out[f"metrics.{name}.{key}"] = m.get(key)
+    for name, att in (rec.get("attacks") or {}).items():
+        out[f"attacks.{name}.status"] = att.get("status")
+        for vname, v in (att.get("values") or {}).items():
+            for key in ("value", "n", "ci"):
+                out[f"attacks.{name}.{vname}.{key}"] = v.get(key)
+    _stat_leaves("method_stats", rec.get("method_stats") or {}, out)
+    return out
+
+
+def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, rtol, atol) for x, y in zip(a, b))
+    num = (int, float)
+    if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+    return a == b
+
+
+def compare_records(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float = 0.0) -> Comparison:
+    """Pair the records of ``a`` and ``b`` by file name and list every measured field that differs
+    beyond ``atol + rtol·|value|`` (exact by default: a seeded re-run on the same build is bitwise)."""
+    if rtol < 0 or atol < 0:
+        raise UnlearnbenchError("--rtol and --atol must be >= 0")
+    ra, rb = _records(Path(a)), _records(Path(b))
+    if Path(a).is_file() and Path(b).is_file():   # two files: compare them whatever their names
+        ra, rb = {"record": next(iter(ra.values()))}, {"record": next(iter(rb.values()))}
+    cmp = Comparison(paired=sorted(set(ra) & set(rb)), only_a=sorted(set(ra) - set(rb)),
+                     only_b=sorted(set(rb) - set(ra)))
+    for name in cmp.paired:
+        fa, fb = measured(ra[name]), measured(rb[name])
+        for key in sorted(set(fa) | set(fb)):
+            cmp.fields_compared += 1
+            if not _close(fa.get(key), fb.get(key), rtol, atol):
+                cmp.differences.append(Difference(name, key, fa.get(key), fb.get(key)))
+    return cmp
+
+
+def render(cmp: Comparison, a: str, b: str, rtol: float, atol: float, limit: int = 40) -> str:
+    """Plain-text summary: counts, the differing fields (A vs B), and the unpaired records."""
+    import pandas as pd
+
+    tol = "exact" if rtol == 0 and atol == 0 else f"rtol {rtol:g}, atol {atol:g}"
+    lines = [f"compared {len(cmp.paired)} record pair(s) by file name ({cmp.fields_compared} measured fields, "
+             f"{tol}): {len(cmp.paired) - len(cmp.differing_records())} identical, "
+             f"{len(cmp.differing_records())} differ",
+             f"  A = {a}", f"  B = {b}"]
+    if cmp.differences:
+        rows = [{"record": d.record, "field": d.field, "A": d.a, "B": d.b} for d in cmp.differences[:limit]]
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            lines.append(pd.DataFrame(rows).to_string(index=False))
+        if len(cmp.differences) > limit:
+            lines.append(f"... and {len(cmp.differences) - limit} more differing fields")
+    for label, names in (("only in A", cmp.only_a), ("only in B", cmp.only_b)):
+        if names:
+            shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+            lines.append(f"{label} ({len(names)}; another seed, or another card/config identity): {shown}")
+    return "\n".join(lines)
