@@ -46,6 +46,32 @@ def _value(rec: dict[str, Any], source: str, key: str) -> float | None:
     return None if not v or v.get("value") is None else float(v["value"])
 
 
+def _rank_flag(rec: dict[str, Any], source: str, key: str) -> str:
+    """'*' when the relearning run was faster than every one of the oracle's fine-tuning runs (rank p <= 0.05)."""
+    if (source, key) != ("relearning", "relearn_steps"):
+        return ""
+    v = (((rec.get("attacks") or {}).get(source) or {}).get("values") or {}).get(key) or {}
+    rank = (v.get("extra") or {}).get("oracle_rank")
+    return "*" if rank and rank["p_value"] <= 0.05 else ""
+
+
+def oracle_runs_line(by: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """The oracle's relearning runs per seed: how many of them crossed at each check."""
+    from collections import Counter
+
+    out = []
+    for seed in sorted({s for recs in by.values() for s in recs}):
+        rec = next((recs[seed] for recs in by.values() if seed in recs), None)
+        v = ((((rec or {}).get("attacks") or {}).get("relearning") or {}).get("values") or {}).get(
+            "relearn_steps_oracle") or {}
+        runs = (v.get("extra") or {}).get("runs")
+        if runs:
+            counts = Counter("censored" if r["step"] is None else r["step"] for r in runs)
+            shown = ", ".join(f"{k}: {counts[k]}" for k in sorted(counts, key=lambda k: (isinstance(k, str), k)))
+            out.append(f"seed {seed}: median {v['value']:.0f} ({shown})")
+    return ("oracle's relearning runs (crossing step: runs): " + "; ".join(out)) if out else ""
+
+
 def _fmt(x: float, key: str) -> str:
     return f"{x:.0f}" if key == "relearn_steps" else (f"{x:.3f}" if key == "forget_accuracy" else f"{x:.2f}")
 
@@ -87,10 +113,15 @@ def table(folder: Path, seeds: list[int]) -> tuple[str, dict[str, list[int]]]:
                 used[m] = sorted(set(used.get(m, [])) | set(vals))
                 text = _fmt(float(np.mean(list(vals.values()))), key)
                 if per_seed and len(vals) > 1:
-                    text += " (" + "/".join(_fmt(v, key) for v in vals.values()) + ")"
+                    text += " (" + "/".join(_fmt(v, key) + _rank_flag(by[m][s], source, key)
+                                            for s, v in vals.items()) + ")"
                 texts.append(text)
             cells.append(template.format(*texts))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    runs = oracle_runs_line(by)
+    if runs:
+        lines += ["", "relearn steps: * = faster than every one of the oracle's fine-tuning runs on that seed (rank "
+                  "p <= 0.05); " + runs]
     return "\n".join(lines), used
 
 

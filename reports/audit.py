@@ -9,12 +9,13 @@ and a verdict: **distinguishable from the oracle** when the audited value and th
 chance — for a share of independent 0/1 items (ASR over prompts, recovery over images: recognised by its
 Wilson interval, ``benchmark.metrics.stats.share_counts``) by Fisher's exact test at two-sided p < 0.05;
 for any other value with an interval (AUCs, accuracies with bootstrap intervals) when the two 95% intervals
-do not overlap (conservative: non-overlap implies p well below 0.05); for relearning, at the first check
-where the audited model's samples reached the attack's threshold, the share of its samples judged to show
-the target against the oracle's share at the same step (Fisher's exact test; both curves are in the
-record) — so a model that relearns at the first check with 8 of 16 samples, where the oracle already has 6
-of 16, is not flagged for being one coarse check ahead; records without curves fall back to the direction
-(fewer steps than the oracle) — with the evidence in words. Each value is tested on its own, not corrected
+do not overlap (conservative: non-overlap implies p well below 0.05); for relearning, the audited
+model's fine-tuning run ranked among the oracle's K fine-tuning runs (an exact Monte Carlo p-value that
+counts the run-to-run spread; ``relearning_compare``), or, against a reference fine-tuned once, the share
+of its samples judged to show the target at its first crossing against the other's share at the same step
+(Fisher's exact test) — so a model that relearns at the first check with 8 of 16 samples, where the
+oracle already has 6 of 16, is not flagged for being one coarse check ahead; records without curves fall
+back to the direction (fewer steps than the oracle) — with the evidence in words. Each value is tested on its own, not corrected
 for multiplicity: a model identical to the oracle is expected to be flagged on about 1 in 20 exact tests by
 chance. A model that really forgot behaves like the oracle; one distinguishable from it on any attack left a
 trace an auditor can measure.
@@ -85,25 +86,39 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def relearning_compare(audited: dict[str, Any], other: dict[str, Any]) -> dict[str, Any] | None:
-    """The relearning attack's two curves (``extra.curve``: the share of ``n`` samples judged to show the target
-    at each check) compared where the audited model first reached the threshold: its share there against the
-    other model's share at the same step, by Fisher's exact test. A model that never relearned (censored), or
-    relearned later than the other, leaks nothing here. None when a curve is missing (an older record).
+    """The relearning attack's verdict. Against an oracle fine-tuned several times (``extra["runs"]``, records
+    since the attack ranks runs): the audited run's rank among the oracle's runs (``extra["oracle_rank"]``,
+    ``attacks.inversion.relearning.rank_among_runs``), an exact Monte Carlo p-value that counts the
+    run-to-run spread of fine-tuning as well as the judged samples' noise; distinguishable when p <= 0.05,
+    that is, with 19 runs, faster than every one of them.
 
-    The step is the audited model's own first crossing, so the test is chosen after seeing its curve: it asks
-    "when this model had relearned, had the oracle?", which is what the attack claims; with n = 16 samples it
-    needs a wide gap (16/16 vs 6/16: p < 0.001; 8/16 vs 6/16: p = 0.7). The p-value counts the judged
-    samples' noise only: each model is fine-tuned once, and the run-to-run spread can be larger (the red-ink
-    oracle's share at step 10 was 1/16, 5/16 and 10/16 over three fine-tuning seeds on ``mnist-text-style``
-    v3), so a flag on one seed is evidence about that run; the README's tables compare across seeds."""
-    curve_a = ((audited.get("extra") or {}).get("curve")) or []
+    Otherwise (one reference run, older records): the two curves (``extra.curve``: the share of ``n`` samples
+    judged to show the target at each check) compared where the audited model first reached the threshold,
+    its share there against the other model's share at the same step, by Fisher's exact test. The step is the
+    audited model's own first crossing, so the test is chosen after seeing its curve: it asks "when this
+    model had relearned, had the other?"; with n = 16 samples it needs a wide gap (16/16 vs 6/16: p < 0.001;
+    8/16 vs 6/16: p = 0.7). That p-value counts the judged samples' noise only: each model is fine-tuned
+    once, and the run-to-run spread can be larger (the red-ink oracle's share at step 10 was 1/16, 5/16 and
+    10/16 over three fine-tuning seeds on ``mnist-text-style`` v3), which is why the oracle is now fine-tuned
+    K times. A model that never relearned (censored), or relearned later than the other, leaks nothing
+    here. None when a curve is missing (an older record)."""
+    extra_a = audited.get("extra") or {}
+    rank = extra_a.get("oracle_rank")
+    if extra_a.get("censored"):
+        return {"differ": False, "test": rank["test"] if rank else "fisher_exact_at_relearn_step",
+                "p_value": rank["p_value"] if rank else None,
+                "how": "the audited model did not relearn within the attack's budget"}
+    if rank and (other.get("extra") or {}).get("runs"):
+        p, k, b = rank["p_value"], rank["oracle_runs"], rank["oracle_runs_as_fast"]
+        return {"differ": p <= ALPHA, "test": rank["test"], "p_value": p,
+                "how": f"{b} of the oracle's {k} fine-tuning runs relearned at least as fast as the audited model "
+                       f"(earlier check, or the same check with at least its share of samples judged the target): "
+                       f"rank p = (1 + {b}) / ({k} + 1) = {p:.2g}"}
+    curve_a = extra_a.get("curve") or []
     curve_o = ((other.get("extra") or {}).get("curve")) or []
     n = audited.get("n")
-    if not curve_a or not curve_o or not n or (audited.get("extra") or {}).get("censored") is None:
+    if not curve_a or not curve_o or not n or extra_a.get("censored") is None:
         return None
-    if audited["extra"]["censored"]:
-        return {"differ": False, "test": "fisher_exact_at_relearn_step", "p_value": None,
-                "how": "the audited model did not relearn within the attack's budget"}
     step, share_a = curve_a[-1]["step"], curve_a[-1]["forget_accuracy"]
     at = {c["step"]: c["forget_accuracy"] for c in curve_o}
     if step not in at:
@@ -323,7 +338,8 @@ def roc_curves(records: dict[str, dict[str, Any]]) -> bytes | None:
 
 
 def relearning_curves(records: dict[str, dict[str, Any]], record_dir: Path) -> bytes | None:
-    """Forget accuracy while fine-tuning on the target again (the relearning attack's per-step rows)."""
+    """Forget accuracy while fine-tuning on the target again (the relearning attack's per-step rows), with
+    the oracle's K fine-tuning runs in grey where the audited record has them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -335,9 +351,14 @@ def relearning_curves(records: dict[str, dict[str, Any]], record_dir: Path) -> b
         entry = (rec or {}).get("attacks", {}).get("relearning") or {}
         if entry.get("per_item_file") and (record_dir / entry["per_item_file"]).is_file():
             curves[role] = pd.read_csv(record_dir / entry["per_item_file"])
-    if not curves:
+    audited = ((records.get("audited") or {}).get("attacks", {}).get("relearning") or {}).get("values") or {}
+    runs = ((audited.get("relearn_steps_oracle") or {}).get("extra") or {}).get("runs") or []
+    if not curves and not runs:
         return None
     fig, ax = plt.subplots(figsize=(4, 3))
+    for i, run in enumerate(runs):  # each run stops at its own crossing
+        ax.plot([c["step"] for c in run["curve"]], [c["forget_accuracy"] for c in run["curve"]], color="0.6",
+                lw=0.8, alpha=0.5, label=f"oracle, {len(runs)} fine-tuning runs" if i == 0 else None)
     for role, df in curves.items():
         ycol = [c for c in df.columns if c != "step"][0]
         ax.plot(df["step"], df[ycol], marker="o", ms=3, label=role)

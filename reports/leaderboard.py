@@ -383,11 +383,18 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
                                if r["method"]["name"] == m)
                 lo, hi = get(m, "relearning.relearn_steps", "ci_low"), get(m, "relearning.relearn_steps", "ci_high")
                 interval = f" [{lo:.0f}, {hi:.0f}]" if lo is not None and hi is not None and not pd.isna(lo) else ""
-                cells.append(f"{'≥' if censored else ''}{value:.0f}{interval}")
+                ranks = [_extra(r, attack, "relearn_steps").get("oracle_rank") for r in records
+                         if r["method"]["name"] == m]
+                flagged = (f" *{sum(k['p_value'] <= 0.05 for k in ranks)}/{len(ranks)}"
+                           if ranks and all(ranks) else "")
+                cells.append(f"{'≥' if censored else ''}{value:.0f}{interval}{flagged}")
                 if oracle is not None:
                     dist[m] = max(oracle - value, 0.0) / max(oracle, 1.0)
             o_censored = any(_extra(r, attack, "relearn_steps_oracle").get("censored") for r in records)
+            k_runs = {len(_extra(r, attack, "relearn_steps_oracle").get("runs") or []) for r in records} - {0}
             ref_text = f"oracle {'≥' if o_censored else ''}{oracle:.0f}" if oracle is not None else "no oracle"
+            if oracle is not None and len(k_runs) == 1:  # *k/n: seeds faster than every oracle run (rank p <= 0.05)
+                ref_text += f", median of {k_runs.pop()} runs; *k/n seeds faster than all"
             out[f"relearn steps ↑ ({ref_text})"] = cells
             if dist:
                 distance[attack] = pd.Series(dist)

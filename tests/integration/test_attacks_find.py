@@ -58,8 +58,12 @@ def test_class_embedding_inversion_recovers_the_class_from_the_base_only(context
 
 
 def test_relearning_is_immediate_on_the_base_and_slower_on_the_oracle(context):
-    values, result = _run("relearning", context, max_steps=30, check_every=10, n_samples=16, lr=1e-4)
+    values, result = _run("relearning", context, max_steps=30, check_every=10, n_samples=16, lr=1e-4, oracle_runs=3)
     assert values["relearn_steps"] == 0
     assert values["relearn_steps_oracle"] > 0  # measured: censored at 30 (the oracle needs ~110 steps at 1e-4)
+    runs = result.values["relearn_steps_oracle"].extra["runs"]
+    assert len(runs) == 3 and all(r["step"] is None for r in runs)  # no fine-tuning seed relearns it in 30 steps
+    rank = result.values["relearn_steps"].extra["oracle_rank"]
+    assert rank["oracle_runs_as_fast"] == 0 and rank["p_value"] == pytest.approx(1 / 4)  # faster than every run
     assert result.per_item[0] == {"step": 0, "forget_accuracy": pytest.approx(result.per_item[0]["forget_accuracy"])}
     assert result.per_item[0]["forget_accuracy"] >= 0.5

@@ -124,3 +124,25 @@ def test_concept_attacks_show_without_an_oracle_and_rank_once_per_attack():
     assert rank_col == ["oracle-closeness rank ↓ (over unlearndiffatk.asr)"]
     rank = tab[rank_col[0]].astype(float)
     assert rank["retrain"] < rank["esd-u"] < rank["uce"]
+
+
+def test_relearning_cells_count_the_seeds_faster_than_every_oracle_run():
+    def ranked(method, relearn, as_fast, seed):
+        rec = _record(method, 0.5, 0.52, 0.2, relearn, seed=seed)
+        rel = rec["attacks"]["relearning"]["values"]
+        rel["relearn_steps"]["extra"]["oracle_rank"] = {"test": "rank_among_oracle_runs", "oracle_runs": 19,
+                                                         "oracle_runs_as_fast": as_fast, "p_value": (1 + as_fast) / 20}
+        rel["relearn_steps_oracle"]["extra"] = {"censored": False, "runs": [{"run": i, "step": 30, "curve": []}
+                                                                             for i in range(1, 20)]}
+        rel["relearn_steps_oracle"]["value"] = 30
+        return rec
+
+    records = [ranked("salun", 10, 0, 0), ranked("salun", 10, 0, 1), ranked("salun", 20, 3, 2),
+               ranked("retrain", 30, 9, 0), ranked("retrain", 30, 12, 1), ranked("retrain", 40, 17, 2)]
+    tab = attack_table(records)
+    col = "relearn steps ↑ (oracle 30, median of 19 runs; *k/n seeds faster than all)"
+    assert col in tab.columns
+    assert tab.loc["salun", col].endswith("*2/3") and tab.loc["retrain", col].endswith("*0/3")
+    # records from before the oracle had several runs: no count, the header as before
+    old = [_record("salun", 0.5, 0.52, 0.2, 10), _record("retrain", 0.52, 0.52, 0.2, 200)]
+    assert "*" not in attack_table(old).loc["salun", "relearn steps ↑ (oracle ≥200)"]

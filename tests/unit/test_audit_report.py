@@ -146,3 +146,69 @@ def test_relearning_is_judged_by_the_two_curves_at_the_audited_models_relearn_st
     assert relearning_compare(_relearn(0, [1.0]), oracle)["differ"]
     # a record without curves: None, and the verdict falls back to the direction
     assert relearning_compare({"value": 20.0, "n": 16, "ci": None}, oracle) is None
+
+
+def _curve(shares):
+    return [{"step": 10 * i, "forget_accuracy": a} for i, a in enumerate(shares)]
+
+
+def _run(step, shares):
+    return {"step": step, "curve": _curve(shares)}
+
+
+def test_the_relearning_rank_test_counts_oracle_runs_at_least_as_fast():
+    from attacks.inversion.relearning import rank_among_runs
+
+    runs = [_run(20, [0.0, 0.2, 0.5])] * 10 + [_run(30, [0.0, 0.1, 0.3, 0.7])] * 8 + [_run(None, [0.0] * 11)]
+    # faster than every one of 19 runs: the smallest p, 1/20
+    assert rank_among_runs(10, _curve([0.0, 0.9]), runs, 100)["p_value"] == pytest.approx(1 / 20)
+    # the same check with a larger share beats the runs crossing there; an equal share ties (counted, conservative)
+    assert rank_among_runs(20, _curve([0.0, 0.2, 0.9]), runs, 100)["oracle_runs_as_fast"] == 0
+    assert rank_among_runs(20, _curve([0.0, 0.2, 0.5]), runs, 100)["oracle_runs_as_fast"] == 10
+    assert rank_among_runs(40, _curve([0.0] * 4 + [0.6]), runs, 100)["oracle_runs_as_fast"] == 18
+    # censored: slower than any run that crossed, tied with the censored one
+    r = rank_among_runs(None, _curve([0.0] * 11), runs, 100)
+    assert r["oracle_runs_as_fast"] == 19 and r["p_value"] == 1.0
+
+
+def test_the_rank_p_value_is_exact_when_the_audited_run_is_one_more_oracle_run():
+    """Exchangeable draws (with many ties on a coarse check grid): P(p <= 0.05) must not exceed 0.05."""
+    import random
+
+    from attacks.inversion.relearning import rank_among_runs
+
+    rng = random.Random(0)
+
+    def draw():
+        step = rng.choice([10, 20, 20, 30, None])
+        return _run(step, [0.0] * (step // 10 if step else 10) + [rng.choice([0.5, 0.5625, 0.625])])
+
+    trials = 4000
+    flagged = sum(rank_among_runs(a["step"], a["curve"], [draw() for _ in range(19)], 100)["p_value"] <= 0.05
+                  for a in (draw() for _ in range(trials)))
+    assert flagged / trials <= 0.05 + 3 * (0.05 * 0.95 / trials) ** 0.5
+
+
+def test_relearning_is_judged_by_its_rank_among_the_oracles_runs_when_the_record_has_them():
+    from reports.audit import relearning_compare, verdict
+
+    runs = [_run(20, [0.0, 0.2, 0.5])] * 15 + [_run(30, [0.0, 0.1, 0.3, 0.6])] * 4
+    oracle = {"value": 20.0, "n": 16, "ci": None, "extra": {"censored": False, "curve": runs[0]["curve"], "runs": runs}}
+
+    def audited(step, shares, as_fast):
+        return {"value": float(step), "n": 16, "ci": None,
+                "extra": {"censored": False, "curve": [{"step": 10 * i, "forget_accuracy": a} for i, a in enumerate(shares)],
+                          "oracle_rank": {"test": "rank_among_oracle_runs", "oracle_runs": 19,
+                                          "oracle_runs_as_fast": as_fast, "p_value": (1 + as_fast) / 20}}}
+
+    fast = audited(10, [0.0, 1.0], 0)
+    test = relearning_compare(fast, oracle)
+    assert test["differ"] and test["test"] == "rank_among_oracle_runs" and "0 of the oracle's 19" in test["how"]
+    assert verdict("relearning", fast, oracle, None, fewer_leaks=True, test=test)["distinguishable"]
+    # one oracle run as fast: p = 0.1, not distinguishable, although Fisher on the two single curves would flag it
+    one = audited(10, [0.0, 1.0], 1)
+    assert not relearning_compare(one, oracle)["differ"]
+    # without the oracle's runs (an older record) the curves' Fisher test is used
+    oracle_old = {k: v for k, v in oracle.items() if k != "extra"} | {"extra": {"censored": False,
+                                                                           "curve": runs[0]["curve"]}}
+    assert relearning_compare(one, oracle_old)["test"] == "fisher_exact_at_relearn_step"

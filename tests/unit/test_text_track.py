@@ -234,6 +234,15 @@ def test_membership_and_relearning_attacks_run_on_the_text_track(name):
         v = {k: m.value for k, m in result.values.items()}
         assert {"relearn_steps_original", "relearn_steps_oracle", "relearn_steps_gap"} <= set(v)
         assert v["relearn_steps_gap"] == v["relearn_steps"] - v["relearn_steps_oracle"]
+        runs = result.values["relearn_steps_oracle"].extra["runs"]
+        cfg = cls.make_config(attack_smoke_overrides(name))
+        k = cfg.oracle_runs
+        assert [r["run"] for r in runs] == list(range(1, k + 1))
+        crossed = sorted(cfg.max_steps if r["step"] is None else r["step"] for r in runs)
+        assert v["relearn_steps_oracle"] == crossed[k // 2]  # the median of the oracle's runs
+        assert len({r["curve"][0]["forget_accuracy"] for r in runs}) == 1  # the untouched oracle, judged once
+        rank = result.values["relearn_steps"].extra["oracle_rank"]
+        assert rank["oracle_runs"] == k and rank["p_value"] == (1 + rank["oracle_runs_as_fast"]) / (k + 1)
 
 
 def test_text_unet_training_resumes_exactly_from_its_checkpoint(tmp_path):
