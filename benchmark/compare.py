@@ -3,7 +3,8 @@
 ``unlearnbench compare PUBLISHED RERUN`` pairs the records of two folders (or two record files) by
 their file name, which carries the cell's identity hash (card hash, resolved config, step cap, method
 code), and compares what a record *measured*: its status, the unlearned weights' fingerprint, every
-metric's value / n / CI, every attack's status and values, and the method's statistics (losses, lambda, mask sizes; not its timings).
+metric's value / n / CI / extra (curves, counts, ROC points, test results), every attack's status and
+values the same way, and the method's statistics (losses, lambda, mask sizes; not its timings).
 Provenance that is expected to differ between runs (UTC time, git commit, wall-clock timings, compute
 seconds, environment) is never compared.
 
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark import UnlearnbenchError
 from benchmark.results import RECORD_KIND, validate_record
+
+ABSENT = "(absent)"  # a field one record has and the other lacks
 
 
 @dataclass
@@ -68,12 +73,16 @@ def _records(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _stat_leaves(prefix: str, obj: Any, out: dict[str, Any]) -> None:
-    """Method statistics (losses, lambda, mask sizes, prompts), minus wall-clock ones (``*seconds``)."""
-    if isinstance(obj, dict):
+def _leaves(prefix: str, obj: Any, out: dict[str, Any], skip_seconds: bool = False) -> None:
+    """Flatten dicts and lists to ``prefix.key`` / ``prefix[i]`` leaves (``skip_seconds``: drop ``*seconds``
+    keys, the wall-clock statistics of a method)."""
+    if isinstance(obj, dict) and obj:
         for k, v in obj.items():
-            if not str(k).endswith("seconds"):
-                _stat_leaves(f"{prefix}.{k}", v, out)
+            if not (skip_seconds and str(k).endswith("seconds")):
+                _leaves(f"{prefix}.{k}", v, out, skip_seconds)
+    elif isinstance(obj, list) and obj and any(isinstance(x, (dict, list)) for x in obj):
+        for i, v in enumerate(obj):
+            _leaves(f"{prefix}[{i}]", v, out, skip_seconds)
     else:
         out[prefix] = obj
 
@@ -86,12 +95,14 @@ def measured(rec: dict[str, Any]) -> dict[str, Any]:
     for name, m in (rec.get("metrics") or {}).items():
         for key in ("value", "n", "ci"):
             out[f"metrics.{name}.{key}"] = m.get(key)
+        _leaves(f"metrics.{name}.extra", m.get("extra") or {}, out)
     for name, att in (rec.get("attacks") or {}).items():
         out[f"attacks.{name}.status"] = att.get("status")
         for vname, v in (att.get("values") or {}).items():
             for key in ("value", "n", "ci"):
                 out[f"attacks.{name}.{vname}.{key}"] = v.get(key)
-    _stat_leaves("method_stats", rec.get("method_stats") or {}, out)
+            _leaves(f"attacks.{name}.{vname}.extra", v.get("extra") or {}, out)
+    _leaves("method_stats", rec.get("method_stats") or {}, out, skip_seconds=True)
     return out
 
 
@@ -120,8 +131,9 @@ def compare_records(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float
         fa, fb = measured(ra[name]), measured(rb[name])
         for key in sorted(set(fa) | set(fb)):
             cmp.fields_compared += 1
-            if not _close(fa.get(key), fb.get(key), rtol, atol):
-                cmp.differences.append(Difference(name, key, fa.get(key), fb.get(key)))
+            a_val, b_val = fa.get(key, ABSENT), fb.get(key, ABSENT)
+            if not _close(a_val, b_val, rtol, atol):
+                cmp.differences.append(Difference(name, key, a_val, b_val))
     return cmp
 
 
@@ -135,7 +147,12 @@ def render(cmp: Comparison, a: str, b: str, rtol: float, atol: float, limit: int
              f"{len(cmp.differing_records())} differ",
              f"  A = {a}", f"  B = {b}"]
     if cmp.differences:
-        rows = [{"record": d.record, "field": d.field, "A": d.a, "B": d.b} for d in cmp.differences[:limit]]
+        kinds = Counter(re.sub(r"\[\d+\]", "[i]", d.field) for d in cmp.differences)
+        lines.append("differing fields by kind (records x entries):")
+        lines += [f"  {count:6d}  {kind}" for kind, count in kinds.most_common(limit)]
+        if len(kinds) > limit:
+            lines.append(f"  ... and {len(kinds) - limit} more kinds")
+        rows = [{"record": d.record, "field": d.field, "A": str(d.a), "B": str(d.b)} for d in cmp.differences[:limit]]
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
             lines.append(pd.DataFrame(rows).to_string(index=False))
         if len(cmp.differences) > limit:

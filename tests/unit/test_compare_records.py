@@ -103,3 +103,17 @@ def test_two_record_files_compare_whatever_their_names(folders) -> None:
     cmp = compare_records(a / names[0], a / names[1])
     assert cmp.paired == ["record"] and "model.fingerprint" in {d.field for d in cmp.differences}
     assert compare_records(a / names[0], a / names[0]).identical
+
+
+def test_extras_are_compared_leaf_by_leaf_and_a_missing_field_is_named(folders) -> None:
+    a, b, names = folders
+
+    def edit(r):
+        r["attacks"]["relearning"]["values"]["relearn_steps"]["extra"]["curve"][0]["forget_accuracy"] += 0.0625
+        r["attacks"]["relearning"]["values"]["relearn_steps"]["extra"]["new_key"] = 1
+
+    _edit(b / names[0], edit)
+    diffs = {d.field: (d.a, d.b) for d in compare_records(a, b).differences}
+    assert set(diffs) == {"attacks.relearning.relearn_steps.extra.curve[0].forget_accuracy",
+                          "attacks.relearning.relearn_steps.extra.new_key"}
+    assert diffs["attacks.relearning.relearn_steps.extra.new_key"] == ("(absent)", 1)
