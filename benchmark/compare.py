@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import UnlearnbenchError
-from benchmark.results import RECORD_KIND, validate_record
+from benchmark.results import RECORD_KIND, load_records_by_name, validate_record
 
 ABSENT = "(absent)"  # a field one record has and the other lacks
 
@@ -54,23 +54,17 @@ class Comparison:
 
 
 def _records(path: Path) -> dict[str, dict[str, Any]]:
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(path.glob("*.json"))
-    else:
+    if path.is_dir():
+        return load_records_by_name(path)
+    if not path.is_file():
         raise UnlearnbenchError(f"no such record file or folder: {path}")
-    out: dict[str, dict[str, Any]] = {}
-    for f in files:
-        try:
-            rec = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UnlearnbenchError(f"{f} is not a readable JSON file: {exc}") from exc
-        if isinstance(rec, dict) and rec.get("kind") == RECORD_KIND:
-            out[f.name] = validate_record(rec, str(f))
-        elif path.is_file():
-            raise UnlearnbenchError(f"{f} is not an unlearnbench result record")
-    return out
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnlearnbenchError(f"{path} is not a readable JSON file: {exc}") from exc
+    if not (isinstance(rec, dict) and rec.get("kind") == RECORD_KIND):
+        raise UnlearnbenchError(f"{path} is not an unlearnbench result record")
+    return {path.name: validate_record(rec, str(path))}
 
 
 def _leaves(prefix: str, obj: Any, out: dict[str, Any], skip_seconds: bool = False) -> None:

@@ -109,15 +109,20 @@ def validate_record(rec: Any, source: str = "record") -> dict[str, Any]:
 
 def load_records(directory: str | Path) -> list[dict[str, Any]]:
     """Every valid record in ``directory`` (non-recursive); other JSON files are ignored."""
+    return list(load_records_by_name(directory).values())
+
+
+def load_records_by_name(directory: str | Path) -> dict[str, dict[str, Any]]:
+    """``{file name: record}`` for every valid record in ``directory``, in file-name order."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UnlearnbenchError(f"no such results directory: {directory}")
-    out = []
+    out = {}
     for path in sorted(directory.glob("*.json")):
         try:
             rec = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UnlearnbenchError(f"{path} is not valid JSON: {exc}") from exc
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UnlearnbenchError(f"{path} is not a readable JSON file: {exc}") from exc
         if isinstance(rec, dict) and rec.get("kind") == RECORD_KIND:
-            out.append(validate_record(rec, str(path)))
+            out[path.name] = validate_record(rec, str(path))
     return out
