@@ -15,7 +15,8 @@ counts the run-to-run spread; ``relearning_compare``), or, against a reference f
 of its samples judged to show the target at its first crossing against the other's share at the same step
 (Fisher's exact test) — so a model that relearns at the first check with 8 of 16 samples, where the
 oracle already has 6 of 16, is not flagged for being one coarse check ahead; records without curves fall
-back to the direction (fewer steps than the oracle) — with the evidence in words. Each value is tested on its own, not corrected
+back to the direction (fewer steps than the oracle) — with the evidence in words; a relearning flag on a model
+that lost most of its retain utility says so (``damaged_utility``). Each value is tested on its own, not corrected
 for multiplicity: a model identical to the oracle is expected to be flagged on about 1 in 20 exact tests by
 chance. A model that really forgot behaves like the oracle; one distinguishable from it on any attack left a
 trace an auditor can measure.
@@ -224,10 +225,42 @@ def _metric_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+DAMAGE_METRICS = ("retain_accuracy", "clip_score_retain")  # the utility a relearning verdict is read beside
+DAMAGE_FRACTION = 0.5  # "most of it lost", fixed a priori: below half the oracle's retain utility
+
+
+def damaged_utility(records: dict[str, dict[str, Any]]) -> str | None:
+    """Why fast relearning may not mean "the target was kept": the audited model has lost most of its retain
+    utility — the first of ``DAMAGE_METRICS`` both have is below ``DAMAGE_FRACTION`` of the oracle's (else the
+    reference's), and lower beyond chance. A model destroyed beyond its target (NegGrad's: retain accuracy near
+    0) relearns the forget images quickly too, because fine-tuning a broken model on a few images makes it draw
+    them whatever it is asked; its fast relearning is evidence of damage as much as of a kept target. A fixed
+    fraction, not "lower beyond chance" alone: the style oracle's retain accuracy is 1.0 with a degenerate
+    interval, against which even the original (0.98) is lower beyond chance. None otherwise."""
+    other_role = "oracle" if records.get("oracle") else "reference"
+    for key in DAMAGE_METRICS:
+        a = _value(records["audited"].get("metrics", {}).get(key))
+        o = _value((records.get(other_role) or {}).get("metrics", {}).get(key))
+        if a is None or o is None:
+            continue
+        test = compare(a, o)
+        if test and test["differ"] and a["value"] < DAMAGE_FRACTION * o["value"]:
+            return (f"its {key} is less than half the {other_role}'s ({_fmt(a)} vs {_fmt(o)}: {test['how']}): a model "
+                    "damaged beyond its target relearns quickly too, so fast relearning alone does not show that "
+                    "the target was kept")
+        return None
+    return None
+
+
 def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any]:
     by = {r["method"]["name"]: r for r in records_list}
     records = {"audited": by["audited"], "reference": by["original"], "oracle": by.get("retrain")}
     attacks, metrics = _attack_rows(records), _metric_rows(records)
+    damage = damaged_utility(records)
+    for row in attacks:  # qualify, not overturn: the model is still distinguishable, the reading changes
+        if row.get("value") == "relearn_steps" and row["verdict"].get("distinguishable") and damage:
+            row["verdict"]["evidence"] += f"; caveat: {damage}"
+            row["verdict"]["caveat"] = "utility_damaged"
     judged = [r for r in attacks + metrics if r.get("verdict", {}).get("distinguishable") is not None]
     flagged = [r for r in judged if r["verdict"]["distinguishable"]]
     same: list[dict[str, Any]] = []

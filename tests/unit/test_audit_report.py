@@ -212,3 +212,31 @@ def test_relearning_is_judged_by_its_rank_among_the_oracles_runs_when_the_record
     oracle_old = {k: v for k, v in oracle.items() if k != "extra"} | {"extra": {"censored": False,
                                                                            "curve": runs[0]["curve"]}}
     assert relearning_compare(one, oracle_old)["test"] == "fisher_exact_at_relearn_step"
+
+
+def test_fast_relearning_of_a_model_damaged_beyond_its_target_carries_a_caveat(tmp_path):
+    """NegGrad-like: relearns faster than every oracle run, but its retain accuracy collapsed — still
+    distinguishable, with the damage named as another reading; a model whose utility is intact gets no caveat."""
+    runs = [_run(30, [0.0, 0.1, 0.3, 0.6])] * 19
+    rank = {"test": "rank_among_oracle_runs", "oracle_runs": 19, "oracle_runs_as_fast": 0, "p_value": 0.05}
+    relearn = {"status": "ok", "values": {
+        "relearn_steps": {"value": 10.0, "n": 16, "ci": None,
+                          "extra": {"censored": False, "curve": _curve([0.0, 1.0]), "oracle_rank": rank}},
+        "relearn_steps_oracle": {"value": 30.0, "n": 16, "ci": None,
+                                 "extra": {"censored": False, "curve": runs[0]["curve"], "runs": runs}}}}
+
+    def report(retain_audited):
+        records = [_record(name, {"relearning": relearn} if name == "audited" else {}) for name in ("original", "retrain", "audited")]
+        for rec in records:
+            value = retain_audited if rec["method"]["name"] == "audited" else (0.99, [0.98, 1.0])
+            rec["metrics"] = {"retain_accuracy": {"value": value[0], "ci": list(value[1]), "n": 400}}
+        row = next(r for r in build_report(records, _plan(tmp_path))["attacks"] if r["value"] == "relearn_steps")
+        return row["verdict"]
+
+    damaged = report((0.01, [0.0, 0.02]))
+    assert damaged["distinguishable"] and damaged["caveat"] == "utility_damaged"
+    assert "retain_accuracy is less than half the oracle's" in damaged["evidence"]
+    # lower beyond chance but not destroyed (UCE-like, or an original against a perfect oracle): no caveat
+    for kept in ((0.78, [0.74, 0.82]), (0.985, [0.97, 0.995])):
+        intact = report(kept)
+        assert intact["distinguishable"] and "caveat" not in intact
