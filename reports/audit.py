@@ -229,18 +229,18 @@ DAMAGE_METRICS = ("retain_accuracy", "clip_score_retain")  # the utility a relea
 DAMAGE_FRACTION = 0.5  # "most of it lost", fixed a priori: below half the oracle's retain utility
 
 
-def damaged_utility(records: dict[str, dict[str, Any]]) -> str | None:
+def damaged_utility(audited_metrics: dict[str, Any], other_metrics: dict[str, Any],
+                    other_role: str = "oracle") -> str | None:
     """Why fast relearning may not mean "the target was kept": the audited model has lost most of its retain
-    utility — the first of ``DAMAGE_METRICS`` both have is below ``DAMAGE_FRACTION`` of the oracle's (else the
-    reference's), and lower beyond chance. A model destroyed beyond its target (NegGrad's: retain accuracy near
-    0) relearns the forget images quickly too, because fine-tuning a broken model on a few images makes it draw
-    them whatever it is asked; its fast relearning is evidence of damage as much as of a kept target. A fixed
-    fraction, not "lower beyond chance" alone: the style oracle's retain accuracy is 1.0 with a degenerate
-    interval, against which even the original (0.98) is lower beyond chance. None otherwise."""
-    other_role = "oracle" if records.get("oracle") else "reference"
+    utility — the first of ``DAMAGE_METRICS`` both records have is below ``DAMAGE_FRACTION`` of the other
+    model's (the oracle's, else the reference's), and lower beyond chance (``compare``). A model destroyed
+    beyond its target (NegGrad's: retain accuracy near 0) relearns the forget images quickly too, because
+    fine-tuning a broken model on a few images makes it draw them whatever it is asked; its fast relearning is
+    evidence of damage as much as of a kept target. A fixed fraction, not "lower beyond chance" alone: the
+    style oracle's retain accuracy is 1.0 with a degenerate interval, against which even the original (0.98)
+    is lower beyond chance. Returns the evidence in words, or None. Used by the audit and the leaderboard."""
     for key in DAMAGE_METRICS:
-        a = _value(records["audited"].get("metrics", {}).get(key))
-        o = _value((records.get(other_role) or {}).get("metrics", {}).get(key))
+        a, o = _value(audited_metrics.get(key)), _value(other_metrics.get(key))
         if a is None or o is None:
             continue
         test = compare(a, o)
@@ -256,7 +256,8 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
     by = {r["method"]["name"]: r for r in records_list}
     records = {"audited": by["audited"], "reference": by["original"], "oracle": by.get("retrain")}
     attacks, metrics = _attack_rows(records), _metric_rows(records)
-    damage = damaged_utility(records)
+    other_role = "oracle" if records["oracle"] else "reference"
+    damage = damaged_utility(records["audited"].get("metrics", {}), records[other_role].get("metrics", {}), other_role)
     for row in attacks:  # qualify, not overturn: the model is still distinguishable, the reading changes
         if row.get("value") == "relearn_steps" and row["verdict"].get("distinguishable") and damage:
             row["verdict"]["evidence"] += f"; caveat: {damage}"

@@ -18,6 +18,7 @@ import pandas as pd
 
 from benchmark import UnlearnbenchError
 from benchmark.atomic import write_text_atomic
+from reports.audit import damaged_utility
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,9 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
 
     MIA: forget-set AUC [CI] and the signed gap Δ to the oracle's AUC (both signs leak). Inversion:
     recovery rate [CI] and its excess over the oracle's. Relearning: steps until the judge sees the class
-    again (≥ = censored) — fewer than the oracle leaks. Concept attacks: one column per post-attack
+    again (≥ = censored) — fewer than the oracle leaks; ``*k/n``: seeds faster than every oracle run, ``†k/n``:
+    seeds on which the model lost over half the oracle's retain utility, where fast relearning shows damage
+    (``reports.audit.damaged_utility``). Concept attacks: one column per post-attack
     headline value (``benchmark.api.headline_keys``, so a probe's grid points stay in the record) with its
     excess over the oracle's, the first also showing the no-attack level on the same prompts ("pre");
     only that first value enters the rank, once per attack. The last column ranks methods by closeness to
@@ -374,6 +377,7 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
         elif attack == "relearning":
             oracle = ref("relearning.relearn_steps_oracle")
             cells, dist = [], {}
+            oracle_by_seed = {r.get("seed"): r for r in records if r["method"]["name"] == "retrain"}
             for m in methods:
                 value = get(m, "relearning.relearn_steps")
                 if value is None:
@@ -387,6 +391,10 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
                          if r["method"]["name"] == m]
                 flagged = (f" *{sum(k['p_value'] <= 0.05 for k in ranks)}/{len(ranks)}"
                            if ranks and all(ranks) else "")
+                mine = [r for r in records if r["method"]["name"] == m and r.get("seed") in oracle_by_seed]
+                damaged = sum(damaged_utility(r.get("metrics") or {}, oracle_by_seed[r["seed"]].get("metrics") or {})
+                              is not None for r in mine)
+                flagged += f" †{damaged}/{len(mine)}" if damaged else ""
                 cells.append(f"{'≥' if censored else ''}{value:.0f}{interval}{flagged}")
                 if oracle is not None:
                     dist[m] = max(oracle - value, 0.0) / max(oracle, 1.0)
@@ -395,6 +403,8 @@ def attack_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame | None:
             ref_text = f"oracle {'≥' if o_censored else ''}{oracle:.0f}" if oracle is not None else "no oracle"
             if oracle is not None and len(k_runs) == 1:  # *k/n: seeds faster than every oracle run (rank p <= 0.05)
                 ref_text += f", median of {k_runs.pop()} runs; *k/n seeds faster than all"
+            if any("†" in c for c in cells):  # reports.audit.damaged_utility, the audit's caveat
+                ref_text += "; †k/n seeds destroyed: retain < ½ the oracle's"
             out[f"relearn steps ↑ ({ref_text})"] = cells
             if dist:
                 distance[attack] = pd.Series(dist)

@@ -146,3 +146,21 @@ def test_relearning_cells_count_the_seeds_faster_than_every_oracle_run():
     # records from before the oracle had several runs: no count, the header as before
     old = [_record("salun", 0.5, 0.52, 0.2, 10), _record("retrain", 0.52, 0.52, 0.2, 200)]
     assert "*" not in attack_table(old).loc["salun", "relearn steps ↑ (oracle ≥200)"]
+
+
+def test_relearning_cells_mark_seeds_where_the_model_was_destroyed():
+    """† counts seeds with under half the oracle's retain utility (the audit's caveat): NegGrad-like, not UCE-like."""
+    def with_retain(method, relearn, retain, seed):
+        rec = _record(method, 0.5, 0.52, 0.2, relearn, seed=seed)
+        rec["metrics"] = {"retain_accuracy": {"value": retain, "ci": [max(retain - 0.02, 0), min(retain + 0.02, 1)],
+                                              "n": 900}}
+        return rec
+
+    records = [with_retain("neggrad", 10, 0.0, 0), with_retain("neggrad", 10, 0.9, 1),
+               with_retain("uce", 20, 0.78, 0), with_retain("uce", 20, 0.8, 1),
+               with_retain("retrain", 200, 0.99, 0), with_retain("retrain", 200, 0.99, 1)]
+    tab = attack_table(records)
+    col = next(c for c in tab.columns if c.startswith("relearn steps"))
+    assert "†k/n seeds destroyed: retain < ½ the oracle's" in col
+    assert tab.loc["neggrad", col].endswith("†1/2")
+    assert "†" not in tab.loc["uce", col] and "†" not in tab.loc["retrain", col]
