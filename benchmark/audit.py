@@ -79,11 +79,15 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UnlearnbenchError(f"prompt file {path}: cannot read it ({exc})") from exc
-    if not rows or "prompt" not in rows[0]:
+    if "prompt" not in columns:
         raise UnlearnbenchError(f"prompt file {path}: want a CSV with a 'prompt' column (I2P layout)")
+    if not rows:
+        raise UnlearnbenchError(f"prompt file {path}: no prompts below the header")
     out = []
     for i, row in enumerate(rows, start=2):
         seed = row.get("seed") or row.get("evaluation_seed") or "0"

@@ -157,13 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _int_list(text: str | None, flag: str) -> list[int] | None:
     if text is None:
         return None
+    parts = [s.strip() for s in str(text).split(",")]
+    if not any(parts):
+        raise UnlearnbenchError(f"{flag} is empty: give comma-separated integers, e.g. 0,1,2")
     try:
-        values = [int(s) for s in str(text).split(",") if s.strip()]
+        values = [int(s) for s in parts]
     except ValueError:
         raise UnlearnbenchError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    if not values or len(set(values)) != len(values):
+    if len(set(values)) != len(values):
         raise UnlearnbenchError(f"{flag} must list distinct integers, got {text!r}")
     return values
+
+
+def _out_dir(path: Path | None, flag: str = "--out") -> Path | None:
+    """Refuse an output path that exists and is not a folder before any work starts."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise UnlearnbenchError(f"{flag} {path} exists and is not a directory")
+    return path
 
 
 def _str_list(text: str | None, flag: str) -> list[str] | None:
@@ -200,6 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.forget_class is not None and args.concept is not None:
         raise UnlearnbenchError("--forget-class (class track) and --concept (text track) are exclusive")
+    _out_dir(args.out)
     seeds = [args.seed] if args.seeds is None else _int_list(args.seeds, "--seeds")
     targets: list = (_int_list(args.forget_class, "--forget-class") or _str_list(args.concept, "--concept")
                      or [None])
@@ -305,16 +316,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         if not reg.names():
             print("  (none yet)")
     print("zoo:")
-    for name in zoo.zoo_names():
+    names = zoo.zoo_names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
         where = zoo.locate(name)
-        print(f"  {name:<24} {'shipped' if where and where.parent == zoo.ZOO_DIR else ('cached' if where else 'by recipe')}")
+        state = "shipped" if where and where.parent == zoo.ZOO_DIR else ("cached" if where else "by recipe")
+        print(f"  {name:<{width}}  {state}")
     return 0
 
 
 def cmd_check_method(args: argparse.Namespace) -> int:
     from benchmark.submission import check_and_smoke, parse_overrides
 
-    results, _ = check_and_smoke(args.target, parse_overrides(args.overrides), args.out, args.device)
+    results, _ = check_and_smoke(args.target, parse_overrides(args.overrides), _out_dir(args.out), args.device)
     width = max(len(r.name) for r in results)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.seconds:6.1f}s  {r.detail}")
@@ -363,7 +377,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     zoo.recipe_for(args.name)
     if overrides and args.name == "mnist-judge":
         raise UnlearnbenchError("--steps applies to UNet recipes; the judge trains for a fixed number of epochs")
-    folder = zoo.build(args.name, args.out, show_progress=True, checkpoint_every=args.checkpoint_every,
+    folder = zoo.build(args.name, _out_dir(args.out), show_progress=True, checkpoint_every=args.checkpoint_every,
                        device=args.device, **overrides)
     m = zoo.read_manifest(folder)
     print(f"{args.name}: {folder}\nsha256 {m['sha256']}\nquality {m.get('quality')}")

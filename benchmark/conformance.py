@@ -115,6 +115,7 @@ def check_method(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
 
     def declares() -> str:
         assert cls.paper, "set `paper` to the citation of the method's paper"
+        assert "TODO" not in cls.paper, "replace the TODO in `paper` with the citation of the method's paper"
         assert cls.supports and set(cls.supports) <= {"class", "text"}, "`supports` must be a subset of {class, text}"
         assert dataclasses.is_dataclass(cls.Config), "`Config` must be a dataclass"
         try:
@@ -308,6 +309,7 @@ def check_attack(cls: type, overrides: dict[str, Any] | None = None) -> list[Che
     def declares() -> str:
         assert isinstance(cls, type) and issubclass(cls, Attack), "not a subclass of Attack"
         assert cls.name and cls.paper and cls.family and cls.threat_model, "set name, paper, family, threat_model"
+        assert "TODO" not in cls.paper, "replace the TODO in `paper` with the citation of the attack's paper"
         assert dataclasses.is_dataclass(cls.Config), "`Config` must be a dataclass"
         try:
             cls.make_config({"definitely_not_an_option": 1})

@@ -419,7 +419,9 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
         fp = model.fingerprint()
         warnings = []
         if fp == shared.base_fp and cell.name != "original":
-            warnings.append("unlearn() returned weights identical to the input model")
+            warnings.append("the audited model's weights are identical to the reference's (the model before "
+                            "unlearning)" if cell.name == "audited" else
+                            "unlearn() returned weights identical to the input model")
             log(f"[{cell.name}] warning: {warnings[-1]}")
         values, attack_results, grid = _evaluate(run, cell, model, fp, path, shared, show_progress, timings)
         weights = _save_weights(model, path) if run.save_weights else None

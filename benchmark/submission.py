@@ -73,17 +73,15 @@ def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu",
                                 "set a different `name` on the class")
     if name not in METHODS:
         METHODS.register(name, cls, origin="check-method")
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="unlearnbench-check-"))
     scenario = "mnist-class" if "class" in getattr(cls, "supports", {"class"}) else "mnist-text-object"
-    try:
+    with tempfile.TemporaryDirectory(prefix="unlearnbench-check-") as scratch:  # removed unless --out keeps them
+        out = Path(out_dir) if out_dir else Path(scratch)
         plan = runner.plan(scenario, ["original", name], None, "smoke", 0, device, out,
                            overrides={name: dict(overrides)} if overrides else None)
-    except UnlearnbenchError:
-        raise
-    plan.max_steps = max_steps
-    paths = runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
-    records = {json.loads(p.read_text())["method"]["name"]: json.loads(p.read_text()) for p in paths}
-    return {"records": records, "out": out}
+        plan.max_steps = max_steps
+        paths = runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
+        records = {json.loads(p.read_text())["method"]["name"]: json.loads(p.read_text()) for p in paths}
+    return {"records": records, "out": Path(out_dir) if out_dir else None}
 
 
 def check_and_smoke(target: str, overrides: dict[str, Any], out_dir: Path | None,
@@ -119,7 +117,8 @@ def check_and_smoke(target: str, overrides: dict[str, Any], out_dir: Path | None
     bad = [k for k, m in rec["metrics"].items() if m["value"] is None or not math.isfinite(m["value"])]
     detail = (f"forget acc {rec['metrics']['forget_accuracy']['value']:.2f} "
               f"(original {smoke['records']['original']['metrics']['forget_accuracy']['value']:.2f}), "
-              f"FID {rec['metrics']['fid']['value']:.1f}; records in {smoke['out']}")
+              f"FID {rec['metrics']['fid']['value']:.1f}; "
+              + (f"records in {smoke['out']}" if smoke["out"] else "records not kept (--out DIR keeps them)"))
     results.append(CheckResult("smoke tier runs end to end", not bad,
                                f"non-finite metrics: {bad}" if bad else detail, time.time() - t0))
     return results, smoke
@@ -180,8 +179,8 @@ class {cls}(FineTuningMethod):
         """Return (scalar loss to minimise, dict of scalars to log). Replace this example:
         keep the ordinary denoising loss on D_r and push D_f's loss up."""
         r, f = batch.retain, batch.forget
-        retain_loss = model.loss(r.x, model.encode(r.y), generator=gen).mean()
-        forget_loss = model.loss(f.x, model.encode(f.y), generator=gen).mean()
+        retain_loss = model.loss(r.x, model.encode(r.conditions), generator=gen).mean()
+        forget_loss = model.loss(f.x, model.encode(f.conditions), generator=gen).mean()
         loss = retain_loss - self.config.forget_weight * forget_loss
         return loss, {{"retain_loss": float(retain_loss.detach()), "forget_loss": float(forget_loss.detach())}}
 '''

@@ -474,8 +474,14 @@ def _template() -> Any:
     return env.get_template("audit.html.j2")
 
 
+def _md(text: Any) -> str:
+    """A user string inside report.md: no HTML gets through (a prompt with ``<script>`` stays text wherever the
+    Markdown is rendered), a ``|`` does not break the table; quotes are left as they are."""
+    return html.escape(str(text), quote=False).replace("|", "\\|")
+
+
 def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
-    esc = html.escape
+    esc = _md
     lines = [f"# Audit of {esc(str(report['model'].get('path') or report['model'].get('name')))}", "",
              f"**Verdict:** {esc(report['verdict']['summary'])}", "",
              f"Scenario {esc(report['scenario']['name'])} v{report['scenario']['version']} "
@@ -485,7 +491,8 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     for role in ("model", "reference", "oracle"):
         src = report.get(role) or {}
         what = src.get("path") or src.get("name") or "–"
-        lines.append(f"| {role} | {esc(str(what))} ({esc(str(src.get('kind', '')))}) | "
+        kind = f" ({esc(src['kind'])})" if src.get("kind") else ""
+        lines.append(f"| {role} | {esc(str(what))}{kind} | "
                      f"`{str(src.get('fingerprint', ''))[:16]}` |")
     lines += ["", "## Attacks", "", "| attack | value | reference | audited | oracle | distinguishable | evidence |",
               "|---|---|---|---|---|---|---|"]

@@ -222,6 +222,10 @@ def _load_record(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionMo
     if not weights:
         raise UnlearnbenchError(f"{what} {path}: the record kept no weights; rerun its cell with "
                                 "`unlearnbench run --save-weights`")
+    if not (path.parent / weights).exists():  # committed records ship without their weights (.gitignore)
+        raise UnlearnbenchError(f"{what} {path}: its saved weights {weights} are not beside it (weights are not "
+                                "committed); rerun its cell with `unlearnbench run --save-weights --out "
+                                f"{path.parent}`")
     model, prov = _load_folder(path.parent / weights, allow_pickle, what)
     expected = (rec.get("model") or {}).get("fingerprint")
     if expected and model.fingerprint() != expected:

@@ -149,6 +149,8 @@ def test_allow_pickle_loads_pickled_folders_weights_only(name, tmp_path):
     ("bad-unet-config", "unet/config.json is not valid JSON"),
     ("corrupt-weights", "not a readable safetensors file"),
     ("pickled-text-unet", "pickle files can run code"),
+    ("header-only-prompts", "no prompts below the header"),
+    ("record-without-weights", "are not beside it (weights are not committed)"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsys):
     folder = tmp_path / "model"
@@ -171,12 +173,17 @@ def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsy
     elif case == "pipeline":
         folder.mkdir()
         (folder / "model_index.json").write_text("{}")
+    elif case == "record-without-weights":  # a committed record: it names its weights, which stay local
+        record = next((Path(__file__).parents[2] / "docs" / "records" / "mnist-text-object-v3-quick").glob(
+            "*__esd-u__seed0__*.json"))
+        shutil.copy(record, tmp_path / record.name)
+        args = [str(tmp_path / record.name)]
     else:
         shutil.copytree(zoo.locate("mnist-unet-base"), folder)
         if case == "wrong-track":
             args += ["--scenario", "mnist-text-object"]
         else:
-            (tmp_path / "p.csv").write_text("text,seed\nhello,1\n")
+            (tmp_path / "p.csv").write_text("prompt,seed\n" if case == "header-only-prompts" else "text,seed\nhello,1\n")
             args += ["--prompts", str(tmp_path / "p.csv")]
     out = tmp_path / "out"
     assert main(["audit", *args, "--out", str(out)]) == 2
@@ -188,6 +195,11 @@ def test_report_escapes_user_strings(base_audit):
     text = (base_audit / "report.html").read_text()
     assert EVIL_NAME not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
+    md = (base_audit / "report.md").read_text()  # no HTML gets through; plain quotes stay readable
+    assert EVIL_NAME not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
+    assert "&#x27;" not in md and "()" not in md
+    record = json.loads(next((base_audit / "records").rglob("*__audited__*.json")).read_text())
+    assert any("identical to the reference's" in w for w in record.get("warnings") or [])
 
 
 def test_report_renders_in_a_real_browser(base_audit):

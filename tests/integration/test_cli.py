@@ -181,3 +181,20 @@ def test_stale_attacks_rerun_on_the_saved_weights_and_keep_the_method_and_metric
     assert main(args) == 0
     assert "recomputing the cell" in capsys.readouterr().out  # the loader's own fingerprint check refuses them
     assert json.loads(path.read_text())["model"]["fingerprint"] == first["model"]["fingerprint"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seeds", "0,,1"], "--seeds must be comma-separated integers, got '0,,1'"),
+    (["--seeds", ""], "--seeds is empty"),
+    (["--out", "FILE"], "exists and is not a directory"),
+])
+def test_bad_run_arguments_are_refused_before_any_work(args, message, tmp_path, capsys):
+    existing = tmp_path / "a-file"
+    existing.write_text("keep me")
+    argv = ["run", "--tier", "smoke", *[str(existing) if a == "FILE" else a for a in args]]
+    if "--out" not in args:
+        argv += ["--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and message in err[0]
+    assert existing.read_text() == "keep me" and not (tmp_path / "r").exists()

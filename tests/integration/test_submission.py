@@ -15,7 +15,15 @@ def test_new_method_scaffold_passes_check_method(tmp_path, capsys):
     assert (tmp_path / "my_method.py").is_file() and (tmp_path / "test_my_method.py").is_file()
     assert main(["new-method", "my-method", "--dir", str(tmp_path)]) == 2  # never overwrites
     capsys.readouterr()
-    code = main(["check-method", f"{tmp_path / 'my_method.py'}:MyMethod", "--set", "steps=3", "--set",
+    target = f"{tmp_path / 'my_method.py'}:MyMethod"
+    # not ready while the citation is a TODO: that check fails, and says what to do
+    assert main(["check-method", target, "--out", str(tmp_path / "records")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "replace the TODO in `paper`" in out and "ready to submit" not in out
+    source = (tmp_path / "my_method.py").read_text()
+    (tmp_path / "my_method.py").write_text(source.replace('paper = "TODO: authors, title, venue year"',
+                                                          'paper = "Doe et al., A method, Venue 2026"'))
+    code = main(["check-method", target, "--set", "steps=3", "--set",
                  "batch_size=16", "--out", str(tmp_path / "records")])
     out = capsys.readouterr().out
     assert code == 0, out
