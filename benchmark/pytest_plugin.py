@@ -114,7 +114,9 @@ class Row:
         rows = [self, *self._baselines.values()]
         names = self.metric_names()
         width = max(len(r.method) for r in rows)
-        lines = [f"{self.scenario}, tier {self.tier}, target {self.records[0]['scenario'].get('forget_target', self.target)}, "
+        card = self.records[0]["scenario"]
+        target = card.get("forget_target", card.get("forget_class", self.target))
+        lines = [f"{self.scenario}, tier {self.tier}, target {target}, "
                  f"seeds {list(self.seeds)} — mean [95% interval]"]
         for r in rows:
             cells = []
