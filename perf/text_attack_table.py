@@ -46,13 +46,18 @@ def _value(rec: dict[str, Any], source: str, key: str) -> float | None:
     return None if not v or v.get("value") is None else float(v["value"])
 
 
-def _rank_flag(rec: dict[str, Any], source: str, key: str) -> str:
-    """'*' when the relearning run was faster than every one of the oracle's fine-tuning runs (rank p <= 0.05)."""
+def _rank_flag(rec: dict[str, Any], source: str, key: str, oracle: dict[str, Any] | None = None) -> str:
+    """'*' when the relearning run was faster than every one of the oracle's fine-tuning runs (rank p <= 0.05);
+    '†' when the model has under half the oracle's retain utility on that seed (``reports.audit.damaged_utility``:
+    fast relearning there shows damage)."""
     if (source, key) != ("relearning", "relearn_steps"):
         return ""
+    from reports.audit import damaged_utility
+
     v = (((rec.get("attacks") or {}).get(source) or {}).get("values") or {}).get(key) or {}
     rank = (v.get("extra") or {}).get("oracle_rank")
-    return "*" if rank and rank["p_value"] <= 0.05 else ""
+    damaged = oracle is not None and damaged_utility(rec.get("metrics") or {}, oracle.get("metrics") or {})
+    return ("*" if rank and rank["p_value"] <= 0.05 else "") + ("†" if damaged else "")
 
 
 def oracle_runs_line(by: dict[str, dict[int, dict[str, Any]]]) -> str:
@@ -113,7 +118,8 @@ def table(folder: Path, seeds: list[int]) -> tuple[str, dict[str, list[int]]]:
                 used[m] = sorted(set(used.get(m, [])) | set(vals))
                 text = _fmt(float(np.mean(list(vals.values()))), key)
                 if per_seed and len(vals) > 1:
-                    text += " (" + "/".join(_fmt(v, key) + _rank_flag(by[m][s], source, key)
+                    text += " (" + "/".join(_fmt(v, key) + _rank_flag(by[m][s], source, key,
+                                                                      by.get("retrain", {}).get(s))
                                             for s, v in vals.items()) + ")"
                 texts.append(text)
             cells.append(template.format(*texts))
@@ -121,7 +127,8 @@ def table(folder: Path, seeds: list[int]) -> tuple[str, dict[str, list[int]]]:
     runs = oracle_runs_line(by)
     if runs:
         lines += ["", "relearn steps: * = faster than every one of the oracle's fine-tuning runs on that seed (rank "
-                  "p <= 0.05); " + runs]
+                  "p <= 0.05); † = under half the oracle's retain utility on that seed (fast there shows damage); "
+                  + runs]
     return "\n".join(lines), used
 
 
