@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from benchmark import UnlearnbenchError, __version__
 
@@ -40,8 +41,16 @@ def _instrument_args(p: argparse.ArgumentParser) -> None:
                         "I2P / EraseDiff), i2p+body, or unlearndiffatk (UnlearnDiffAtk's classes and threshold)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments (an unknown option, a tier not in the choices) are one ``unlearnbench: error:`` line and
+    exit 2, like every other bad input; the usage is one ``--help`` away. Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"unlearnbench: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="unlearnbench", description="Benchmark and audit unlearning in diffusion models.")
+    p = _Parser(prog="unlearnbench", description="Benchmark and audit unlearning in diffusion models.")
     p.add_argument("--version", action="version", version=f"unlearnbench {__version__}")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: OMP_NUM_THREADS if set, else the cores not busy with other "

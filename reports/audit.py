@@ -7,9 +7,10 @@ attacks as the leaderboard. For every forget metric and every headline attack va
 plotted as recovery curves, without verdicts) the report gives the three values with their 95% intervals
 and a verdict: **distinguishable from the oracle** when the audited value and the oracle's differ beyond
 chance — for a share of independent 0/1 items (ASR over prompts, recovery over images: recognised by its
-Wilson interval, ``benchmark.metrics.stats.share_counts``) by Fisher's exact test at two-sided p < 0.05;
-for any other value with an interval (AUCs, accuracies with bootstrap intervals) when the two 95% intervals
-do not overlap (conservative: non-overlap implies p well below 0.05); for relearning, the audited
+Wilson interval, ``benchmark.metrics.stats.share_counts``; judged-sample shares such as forget accuracy, named
+in ``SHARE_METRICS``) by Fisher's exact test at two-sided p < 0.05; for any other value with an interval
+(AUCs, means with bootstrap intervals) when the two 95% intervals do not overlap (conservative: non-overlap
+implies p well below 0.05; a zero-width interval at 0 or 1 is widened first, ``_interval``); for relearning, the audited
 model's fine-tuning run ranked among the oracle's K fine-tuning runs (an exact Monte Carlo p-value that
 counts the run-to-run spread; ``relearning_compare``), or, against a reference fine-tuned once, the share
 of its samples judged to show the target at its first crossing against the other's share at the same step
@@ -45,6 +46,9 @@ SCHEMA_VERSION = 1
 REPORT_KIND = "unlearnbench.audit"
 FORGET_METRICS = ("forget_accuracy", "forget_accuracy_paraphrase", "p_forgotten", "p_forgotten_digits",
                   "clip_score_forget", "concept_rate", "concept_rate_paraphrase")
+# shares of judged samples (a 0/1 judgement per sample), recorded with bootstrap intervals: compared exactly
+SHARE_METRICS = ("forget_accuracy", "forget_accuracy_paraphrase", "concept_rate", "concept_rate_paraphrase",
+                 "retain_accuracy", "retain_accuracy_neighbours", "retain_accuracy_others", "concept_rate_retain")
 UTILITY_METRICS = ("retain_accuracy", "retain_accuracy_neighbours", "retain_accuracy_others", "clip_score_retain",
                    "fid", "fid_to_original", "kid", "concept_rate_retain", "fid_inception", "kid_inception")
 ROLES = ("reference", "audited", "oracle")
@@ -61,20 +65,48 @@ def _fmt(v: dict[str, Any] | None, digits: int = 3) -> str:
     if v is None:
         return "–"
     ci = v.get("ci")
-    text = f"{v['value']:.{digits}f}"
+    digits = v.get("digits", digits)
+    text = ("≥" if v.get("censored") else "") + f"{v['value']:.{digits}f}"
     return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci and ci[0] is not None else "")
 
 
-def _disjoint(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
-    if not a.get("ci") or not b.get("ci") or a["ci"][0] is None or b["ci"][0] is None:
+def _interval(v: dict[str, Any]) -> tuple[float, float] | None:
+    """A value's 95% interval for the overlap test. A bootstrap interval of zero width at 0 or 1 (every one of
+    the n items at that bound: no recovery on any image) says nothing about the rate behind it — the overlap test
+    would flag any other value — so it is replaced by the exact (Clopper–Pearson) interval of 0/n or n/n, as if
+    the items were 0/1: with n = 4 images, [0, 0.60]."""
+    ci = v.get("ci")
+    if not ci or ci[0] is None or ci[1] is None:
         return None
-    return a["ci"][1] < b["ci"][0] or b["ci"][1] < a["ci"][0]
+    lo, hi = float(ci[0]), float(ci[1])
+    n = v.get("n")
+    if hi - lo <= 0 and n and v["value"] in (0.0, 1.0):
+        edge = 1.0 - (ALPHA / 2) ** (1.0 / int(n))
+        return (0.0, edge) if v["value"] == 0.0 else (1.0 - edge, 1.0)
+    return lo, hi
 
 
-def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
-    """Whether two recorded values differ beyond chance: Fisher's exact test when both are shares of 0/1 items,
-    else whether their 95% intervals are disjoint; None when neither has what the test needs."""
+def _disjoint(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    ia, ib = _interval(a), _interval(b)
+    if ia is None or ib is None:
+        return None
+    return ia[1] < ib[0] or ib[1] < ia[0]
+
+
+def _counts(v: dict[str, Any]) -> tuple[int, int] | None:
+    """(successes, n) of a metric known to be a share of n 0/1 items, whatever its interval."""
+    n, k = v.get("n"), v["value"] * (v.get("n") or 0)
+    return (round(k), int(n)) if n and 0.0 <= v["value"] <= 1.0 and abs(k - round(k)) < 1e-6 else None
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], share: bool = False) -> dict[str, Any] | None:
+    """Whether two recorded values differ beyond chance: Fisher's exact test when both are shares of 0/1 items
+    (recognised by their Wilson interval, or ``share``: the caller knows the metric is one, as
+    ``SHARE_METRICS`` — judged samples, recorded with bootstrap intervals), else whether their 95% intervals are
+    disjoint; None when neither has what the test needs."""
     ka, kb = share_counts(a["value"], a.get("n"), a.get("ci")), share_counts(b["value"], b.get("n"), b.get("ci"))
+    if share and not (ka and kb):
+        ka, kb = _counts(a), _counts(b)
     if ka and kb:
         p = two_share_p(ka, kb)
         return {"differ": p < ALPHA, "test": "fisher_exact", "p_value": p,
@@ -82,8 +114,12 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
     split = _disjoint(a, b)
     if split is None:
         return None
+    exact = [f"{_fmt(v)} → [{_interval(v)[0]:.3f}, {_interval(v)[1]:.3f}]" for v in (a, b)
+             if _interval(v) != (float(v["ci"][0]), float(v["ci"][1]))]
     return {"differ": split, "test": "interval_overlap", "p_value": None,
-            "how": f"the 95% intervals {'do not overlap' if split else 'overlap'}"}
+            "how": f"the 95% intervals {'do not overlap' if split else 'overlap'}"
+                   + (f" (a zero-width interval at a bound taken as the exact interval of n items at that bound: "
+                      f"{'; '.join(exact)})" if exact else "")}
 
 
 def relearning_compare(audited: dict[str, Any], other: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,7 +170,7 @@ def relearning_compare(audited: dict[str, Any], other: dict[str, Any]) -> dict[s
 
 def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] | None,
             reference: dict[str, Any] | None, fewer_leaks: bool = False,
-            test: dict[str, Any] | None = None) -> dict[str, Any]:
+            test: dict[str, Any] | None = None, share: bool = False) -> dict[str, Any]:
     """Whether the audited value is distinguishable from the oracle's (else from the reference's), and why.
     ``test``: a comparison made by the caller (relearning's curves), used instead of ``compare``."""
     if audited is None:
@@ -142,7 +178,7 @@ def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] |
     against, other = ("oracle", oracle) if oracle is not None else ("reference", reference)
     if other is None:
         return {"distinguishable": None, "against": None, "evidence": f"{label}: nothing to compare with"}
-    test = test or compare(audited, other)
+    test = test or compare(audited, other, share)
     if test is None:  # a value without an interval (relearning steps): the direction that leaks
         dist = audited["value"] < other["value"] if fewer_leaks else audited["value"] != other["value"]
         test = {"test": "direction" if fewer_leaks else "inequality", "p_value": None}
@@ -151,7 +187,7 @@ def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] |
     else:
         dist = test["differ"]
         evidence = f"{label}: {_fmt(audited)} for the audited model vs {_fmt(other)} for the {against}: {test['how']}"
-    like_reference = compare(audited, reference) if reference is not None else None
+    like_reference = compare(audited, reference, share) if reference is not None else None
     if against == "oracle" and like_reference is not None and not like_reference["differ"] and dist:
         evidence += ("; not distinguishable from the reference (the model before unlearning) either at this n: "
                      "the test cannot tell whether unlearning changed it here")
@@ -175,6 +211,10 @@ def _attack_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         values = entry.get("values") or {}
         for key in headline_keys(values) or list(values)[:1]:  # probe grid points get no verdict of their own
             a, o, r = _value(values.get(key)), _value(values.get(f"{key}_oracle")), _value(values.get(f"{key}_original"))
+            if key == "relearn_steps":  # whole steps; ≥ where the run never relearned within the budget
+                for v, src in ((a, key), (o, f"{key}_oracle"), (r, f"{key}_original")):
+                    if v is not None:
+                        v.update(digits=0, censored=bool((values[src].get("extra") or {}).get("censored")))
             label = f"{attack} {key}"
             other = values.get(f"{key}_oracle" if o is not None else f"{key}_original")  # as verdict() chooses
             curves = relearning_compare(values[key], other) if key == "relearn_steps" and other else None
@@ -220,7 +260,8 @@ def _metric_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         row = {"metric": key, "protocol": audited[key].get("protocol", ""),
                "higher_is_better": audited[key].get("higher_is_better"), **vals, "forget_side": key in FORGET_METRICS}
         if key in FORGET_METRICS:
-            row["verdict"] = verdict(key, vals["audited"], vals["oracle"], vals["reference"])
+            row["verdict"] = verdict(key, vals["audited"], vals["oracle"], vals["reference"],
+                                     share=key in SHARE_METRICS)
         rows.append(row)
     return rows
 
@@ -243,7 +284,7 @@ def damaged_utility(audited_metrics: dict[str, Any], other_metrics: dict[str, An
         a, o = _value(audited_metrics.get(key)), _value(other_metrics.get(key))
         if a is None or o is None:
             continue
-        test = compare(a, o)
+        test = compare(a, o, share=key in SHARE_METRICS)
         if test and test["differ"] and a["value"] < DAMAGE_FRACTION * o["value"]:
             return (f"its {key} is less than half the {other_role}'s ({_fmt(a)} vs {_fmt(o)}: {test['how']}): a model "
                     "damaged beyond its target relearns quickly too, so fast relearning alone does not show that "
@@ -502,7 +543,7 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
                      f"{_fmt(r.get('audited'))} | {_fmt(r.get('oracle'))} | {'–' if d is None else ('yes' if d else 'no')} | "
                      f"{esc(r['verdict']['evidence'])} |")
     if report.get("attack_values"):
-        lines += ["", "## Other attack values (probe grids; no verdict)", "",
+        lines += ["", "## Other attack values (probe grids, auxiliary values; no verdict)", "",
                   "| attack | value | reference | audited | oracle |", "|---|---|---|---|---|"]
         for r in report["attack_values"]:
             lines.append(f"| {esc(r['attack'])} | {esc(r['value'])} | {_fmt(r.get('reference'))} | "
@@ -512,6 +553,15 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         v = r.get("verdict")
         lines.append(f"| {r['metric']} | {_fmt(r.get('reference'))} | {_fmt(r.get('audited'))} | {_fmt(r.get('oracle'))} "
                      f"| {esc(v['evidence']) if v else ''} |")
+    if report.get("prompts"):
+        rows = report["prompts"]
+        lines += ["", "## Prompts", "", f"Each prompt of the supplied file sampled {rows[0].get('n', '?')} times with "
+                  "its seed; the share of samples the judge reads as the target.", "",
+                  "| prompt | seed | guidance | reference | audited | oracle |", "|---|---|---|---|---|---|"]
+        for p in rows:
+            rates = [f"{p[k]:.2f}" if p.get(k) is not None else "–"
+                     for k in ("reference_concept_rate", "audited_concept_rate", "oracle_concept_rate")]
+            lines.append(f"| {esc(p['prompt'])} | {p.get('seed')} | {p.get('guidance_used', '')} | " + " | ".join(rates) + " |")
     lines += [""] + [f"![{name}]({path})" for name, path in figures.items()] + [""]
     return "\n".join(lines)
 

@@ -187,6 +187,7 @@ def test_stale_attacks_rerun_on_the_saved_weights_and_keep_the_method_and_metric
     (["--seeds", "0,,1"], "--seeds must be comma-separated integers, got '0,,1'"),
     (["--seeds", ""], "--seeds is empty"),
     (["--out", "FILE"], "exists and is not a directory"),
+    (["--tier", "nope"], "argument --tier: invalid choice: 'nope'"),
 ])
 def test_bad_run_arguments_are_refused_before_any_work(args, message, tmp_path, capsys):
     existing = tmp_path / "a-file"
@@ -194,7 +195,11 @@ def test_bad_run_arguments_are_refused_before_any_work(args, message, tmp_path, 
     argv = ["run", "--tier", "smoke", *[str(existing) if a == "FILE" else a for a in args]]
     if "--out" not in args:
         argv += ["--out", str(tmp_path / "r")]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own checks (choices) exit from parse_args
+        code = exc.code
+    assert code == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and message in err[0]
+    assert len(err) == 1 and message in err[0] and err[0].startswith("unlearnbench: error:")
     assert existing.read_text() == "keep me" and not (tmp_path / "r").exists()

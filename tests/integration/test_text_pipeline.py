@@ -97,7 +97,7 @@ def test_bad_text_input_is_one_line_and_exit_2(tiny_card, tmp_path, args, messag
 def test_audit_of_a_text_model_measures_the_prompt_file(tiny_card, tmp_path):
     card, env = tiny_card
     prompts = tmp_path / "prompts.csv"
-    prompts.write_text('prompt,seed,guidance\nzero,3,\n"<script>alert(1)</script> a red digit 0",4,2.0\n')
+    prompts.write_text('prompt,seed,guidance\nzero | nought,3,\n"<script>alert(1)</script> a red digit 0",4,2.0\n')
     out = tmp_path / "audit"
     model = Path(env["UNLEARNBENCH_CACHE"]) / "zoo" / "tiny-text-base"
     res = _cli(["audit", str(model), "--scenario", str(card), "--tier", "smoke", "--attacks", "none", "--prompts",
@@ -110,6 +110,9 @@ def test_audit_of_a_text_model_measures_the_prompt_file(tiny_card, tmp_path):
     assert all(0.0 <= r["audited_concept_rate"] <= 1.0 and "reference_concept_rate" in r for r in rows)
     page = (out / "report.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    md = (out / "report.md").read_text()  # the same prompt table, escaped for Markdown: no HTML, no broken row
+    assert "## Prompts" in md and "<script>" not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "| zero \\| nought | 3 |" in md
     # the prompt file's samples are cached by weights like run's: a repeated audit reuses them
     from benchmark.audit import PROMPT_SAMPLES
     from benchmark.sampling import prompts_cache_key

@@ -240,3 +240,19 @@ def test_fast_relearning_of_a_model_damaged_beyond_its_target_carries_a_caveat(t
     for kept in ((0.78, [0.74, 0.82]), (0.985, [0.97, 0.995])):
         intact = report(kept)
         assert intact["distinguishable"] and "caveat" not in intact
+
+
+def test_judged_shares_are_compared_exactly_and_a_zero_width_interval_is_not_a_certainty():
+    from reports.audit import compare
+
+    # forget accuracy: a share of judged samples recorded with a bootstrap interval — Fisher's exact test
+    audited, oracle = {"value": 0.08, "n": 100, "ci": [0.03, 0.13]}, {"value": 0.0, "n": 100, "ci": [0.0, 0.0]}
+    test = compare(audited, oracle, share=True)
+    assert test["test"] == "fisher_exact" and test["differ"] and "8/100 vs 0/100" in test["how"]
+    # a probe's recovery AUC over 4 images, all 0 for the oracle: its [0, 0] bootstrap interval is widened to
+    # the exact interval of 0/4 ([0, 0.60]) before the overlap test — 0.19 [0.06, 0.25] is not distinguishable
+    probe, zero = {"value": 0.1875, "n": 4, "ci": [0.0625, 0.25]}, {"value": 0.0, "n": 4, "ci": [0.0, 0.0]}
+    test = compare(probe, zero)
+    assert test["test"] == "interval_overlap" and not test["differ"] and "[0.000, 0.602]" in test["how"]
+    # with many items the widened interval is narrow, and a clear difference still shows
+    assert compare({"value": 0.5, "n": 200, "ci": [0.4, 0.6]}, {"value": 0.0, "n": 200, "ci": [0.0, 0.0]})["differ"]
