@@ -55,46 +55,33 @@ def survival(original, edited, with_concept: list[str], without: list[str]) -> f
     return num / den
 
 
+def _axis(concept):
+    """(phrasings per value of the concept's axis, the concept's key, the other attribute's words, a function
+    (template, value phrase, other-attribute word) → prompt)."""
+    from benchmark.data.mnist_text import COLOUR_PHRASINGS, COLOURS, DIGIT_PHRASINGS
+
+    if concept.axis == "digit":
+        return (DIGIT_PHRASINGS, int(concept.value), [COLOUR_PHRASINGS[c][0][0] for c in COLOURS],
+                lambda t, phrase, fill: t.format(digit=phrase, colour=fill))
+    return (COLOUR_PHRASINGS, str(concept.value), [DIGIT_PHRASINGS[d][0][0] for d in DIGIT_PHRASINGS],
+            lambda t, phrase, fill: t.format(digit=fill, colour=phrase))
+
+
 def prompt_pairs(concept, template_set: tuple[str, ...], kind: str) -> tuple[list[str], list[str]]:
     """(prompts with the concept, the same prompts with another value of its axis), every template × other
     attribute value × other concept value; phrasings of ``kind`` ("erase" / "paraphrase") for the concept and
     the erase phrasings of the others."""
-    from benchmark.data.mnist_text import COLOUR_PHRASINGS, COLOURS, DIGIT_PHRASINGS
-
-    with_c, without = [], []
-    if concept.axis == "digit":
-        mine = DIGIT_PHRASINGS[int(concept.value)][0 if kind == "erase" else 1]
-        others = [DIGIT_PHRASINGS[d][0] for d in DIGIT_PHRASINGS if d != int(concept.value)]
-        fill = [COLOUR_PHRASINGS[c][0][0] for c in COLOURS]
-        for t in template_set:
-            for i, phrase in enumerate(mine):
-                for colour in fill:
-                    for other in others:
-                        with_c.append(t.format(digit=phrase, colour=colour))
-                        without.append(t.format(digit=other[i % len(other)], colour=colour))
-    else:
-        mine = COLOUR_PHRASINGS[str(concept.value)][0 if kind == "erase" else 1]
-        others = [COLOUR_PHRASINGS[c][0] for c in COLOURS if c != str(concept.value)]
-        fill = [DIGIT_PHRASINGS[d][0][0] for d in DIGIT_PHRASINGS]
-        for t in template_set:
-            for i, phrase in enumerate(mine):
-                for digit in fill:
-                    for other in others:
-                        with_c.append(t.format(digit=digit, colour=phrase))
-                        without.append(t.format(digit=digit, colour=other[i % len(other)]))
-    return with_c, without
+    table, key, fill, fmt = _axis(concept)
+    mine = table[key][0 if kind == "erase" else 1]
+    others = [table[k][0] for k in table if k != key]
+    pairs = [(fmt(t, phrase, word), fmt(t, other[i % len(other)], word))
+             for t in template_set for i, phrase in enumerate(mine) for word in fill for other in others]
+    return [a for a, _ in pairs], [b for _, b in pairs]
 
 
 def bare_pairs(concept) -> tuple[list[str], list[str]]:
-    from benchmark.data.mnist_text import COLOUR_PHRASINGS, COLOURS, DIGIT_PHRASINGS
-
-    if concept.axis == "digit":
-        table = {d: DIGIT_PHRASINGS[d][0] for d in DIGIT_PHRASINGS}
-        key = int(concept.value)
-    else:
-        table = {c: COLOUR_PHRASINGS[c][0] for c in COLOURS}
-        key = str(concept.value)
-    pairs = [(p, o[i]) for i, p in enumerate(table[key]) for k, o in table.items() if k != key]
+    table, key, _, _ = _axis(concept)
+    pairs = [(p, table[k][0][i]) for i, p in enumerate(table[key][0]) for k in table if k != key]
     return [p for p, _ in pairs], [o for _, o in pairs]
 
 
