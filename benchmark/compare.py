@@ -15,7 +15,6 @@ it shows up unpaired — the summary says so instead of comparing numbers that w
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import UnlearnbenchError
-from benchmark.results import RECORD_KIND, load_records_by_name, validate_record
+from benchmark.results import load_records_by_name, read_record
 
 ABSENT = "(absent)"  # a field one record has and the other lacks
 
@@ -58,13 +57,10 @@ def _records(path: Path) -> dict[str, dict[str, Any]]:
         return load_records_by_name(path)
     if not path.is_file():
         raise UnlearnbenchError(f"no such record file or folder: {path}")
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UnlearnbenchError(f"{path} is not a readable JSON file: {exc}") from exc
-    if not (isinstance(rec, dict) and rec.get("kind") == RECORD_KIND):
+    rec = read_record(path)
+    if rec is None:
         raise UnlearnbenchError(f"{path} is not an unlearnbench result record")
-    return {path.name: validate_record(rec, str(path))}
+    return {path.name: rec}
 
 
 def _leaves(prefix: str, obj: Any, out: dict[str, Any], skip_seconds: bool = False) -> None:

@@ -119,10 +119,17 @@ def load_records_by_name(directory: str | Path) -> dict[str, dict[str, Any]]:
         raise UnlearnbenchError(f"no such results directory: {directory}")
     out = {}
     for path in sorted(directory.glob("*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UnlearnbenchError(f"{path} is not a readable JSON file: {exc}") from exc
-        if isinstance(rec, dict) and rec.get("kind") == RECORD_KIND:
-            out[path.name] = validate_record(rec, str(path))
+        rec = read_record(path)
+        if rec is not None:
+            out[path.name] = rec
     return out
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """The validated record in ``path``; None for a readable JSON file that is not a result record."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnlearnbenchError(f"{path} is not a readable JSON file: {exc}") from exc
+    return validate_record(rec, str(path)) if isinstance(rec, dict) and rec.get("kind") == RECORD_KIND else None

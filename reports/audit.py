@@ -40,7 +40,7 @@ import pandas as pd
 
 from benchmark.api import headline_keys
 from benchmark.atomic import write_text_atomic
-from benchmark.metrics.stats import share_counts, two_share_p
+from benchmark.metrics.stats import share_counts, share_of_items, two_share_p
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "unlearnbench.audit"
@@ -86,19 +86,6 @@ def _interval(v: dict[str, Any]) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _disjoint(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
-    ia, ib = _interval(a), _interval(b)
-    if ia is None or ib is None:
-        return None
-    return ia[1] < ib[0] or ib[1] < ia[0]
-
-
-def _counts(v: dict[str, Any]) -> tuple[int, int] | None:
-    """(successes, n) of a metric known to be a share of n 0/1 items, whatever its interval."""
-    n, k = v.get("n"), v["value"] * (v.get("n") or 0)
-    return (round(k), int(n)) if n and 0.0 <= v["value"] <= 1.0 and abs(k - round(k)) < 1e-6 else None
-
-
 def compare(a: dict[str, Any], b: dict[str, Any], share: bool = False) -> dict[str, Any] | None:
     """Whether two recorded values differ beyond chance: Fisher's exact test when both are shares of 0/1 items
     (recognised by their Wilson interval, or ``share``: the caller knows the metric is one, as
@@ -106,16 +93,17 @@ def compare(a: dict[str, Any], b: dict[str, Any], share: bool = False) -> dict[s
     disjoint; None when neither has what the test needs."""
     ka, kb = share_counts(a["value"], a.get("n"), a.get("ci")), share_counts(b["value"], b.get("n"), b.get("ci"))
     if share and not (ka and kb):
-        ka, kb = _counts(a), _counts(b)
+        ka, kb = share_of_items(a["value"], a.get("n")), share_of_items(b["value"], b.get("n"))
     if ka and kb:
         p = two_share_p(ka, kb)
         return {"differ": p < ALPHA, "test": "fisher_exact", "p_value": p,
                 "how": f"{ka[0]}/{ka[1]} vs {kb[0]}/{kb[1]}, Fisher's exact test two-sided p = {p:.2g}"}
-    split = _disjoint(a, b)
-    if split is None:
+    ia, ib = _interval(a), _interval(b)
+    if ia is None or ib is None:
         return None
-    exact = [f"{_fmt(v)} → [{_interval(v)[0]:.3f}, {_interval(v)[1]:.3f}]" for v in (a, b)
-             if _interval(v) != (float(v["ci"][0]), float(v["ci"][1]))]
+    split = ia[1] < ib[0] or ib[1] < ia[0]
+    exact = [f"{_fmt(v)} → [{i[0]:.3f}, {i[1]:.3f}]" for v, i in ((a, ia), (b, ib))
+             if i != (float(v["ci"][0]), float(v["ci"][1]))]
     return {"differ": split, "test": "interval_overlap", "p_value": None,
             "how": f"the 95% intervals {'do not overlap' if split else 'overlap'}"
                    + (f" (a zero-width interval at a bound taken as the exact interval of n items at that bound: "

@@ -41,15 +41,21 @@ def share_counts(value: float, n: int | None, ci: tuple[float, float] | list | N
     its interval being that share's Wilson interval (how ``item_ci`` / ``wilson_ci`` record every share over
     prompts or images); None for anything else (a mean of scores, a bootstrap interval, a share whose
     interval counts other units, as Concept Inversion's counts prompts, not images)."""
-    if not n or not ci or ci[0] is None or not 0.0 <= value <= 1.0:
-        return None
-    k = value * n
-    if abs(k - round(k)) > 1e-6:
+    counts = share_of_items(value, n)
+    if counts is None or not ci or ci[0] is None:
         return None
     wilson = wilson_ci(value, n)
     if wilson is None or not np.allclose(wilson, [float(c) for c in ci], rtol=0, atol=1e-9):
         return None
-    return round(k), int(n)
+    return counts
+
+
+def share_of_items(value: float, n: int | None) -> tuple[int, int] | None:
+    """``(successes, n)`` when ``value`` can be a share of ``n`` 0/1 items (a whole number of successes)."""
+    if not n or not 0.0 <= value <= 1.0:
+        return None
+    k = value * n
+    return (round(k), int(n)) if abs(k - round(k)) <= 1e-6 else None
 
 
 def two_share_p(a: tuple[int, int], b: tuple[int, int]) -> float:

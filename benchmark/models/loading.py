@@ -212,11 +212,13 @@ def _load_pickled_folder(path: Path, pickled: Path, kind: str, meta: dict[str, A
 
 
 def _load_record(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionModel, dict[str, Any]]:
+    from benchmark.results import read_record
+
     try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UnlearnbenchError(f"{what} {path}: not a readable JSON file ({exc})") from exc
-    if not isinstance(rec, dict) or rec.get("kind") != "unlearnbench.result":
+        rec = read_record(path)
+    except UnlearnbenchError as exc:
+        raise UnlearnbenchError(f"{what} {exc}") from exc
+    if rec is None:
         raise UnlearnbenchError(f"{what} {path}: not an unlearnbench result record")
     weights = (rec.get("artifacts") or {}).get("weights")
     if not weights:
