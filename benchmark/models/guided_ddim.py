@@ -1,5 +1,6 @@
-"""What the UNet wrappers share: the DDIM loop with classifier-free guidance, and the noise schedule /
-ε-prediction plumbing (``ScheduledUNet``).
+"""What the UNet wrappers share: the DDIM loop with classifier-free guidance, the noise schedule /
+ε-prediction plumbing (``ScheduledUNet``) and, for the text-to-image wrappers, prompt conditioning through
+a frozen text encoder (``PromptConditioned``).
 
 Deterministic DDIM (η = 0) without x̂0 clipping (DDIM's clip_sample clamps x̂0 but keeps the unclamped ε;
 under strong guidance that mismatch wrecks samples), final images clamped to [−1, 1]. The guidance
@@ -9,12 +10,14 @@ the text UNet diffusers' ε_u + s·(ε_c − ε_u).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from diffusers import DDIMScheduler
 from torch import Tensor
+
+from benchmark import UnlearnbenchError
 
 
 def starting_noise(noise: Tensor | None, n: int, shape: Any, seed: int) -> Tensor:
@@ -70,3 +73,49 @@ class ScheduledUNet:
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         a = self._acp.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1)))
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+class PromptConditioned:
+    """Mixin of the text-to-image wrappers (the embedded text UNet, Stable Diffusion): prompts enter the UNet
+    as the frozen text encoder's token states through cross-attention, cached per prompt. A wrapper sets
+    ``self.text_encoder`` (``width``, ``context_length``, ``from_embeddings``), ``self._cache`` (cleared by
+    its ``to``) and ``self.device``, implements ``tokenize`` and names itself in ``conditioned_name``."""
+
+    text_encoder: Any
+    _cache: dict[str, Tensor]
+    device: torch.device
+    conditioned_name = "a text-to-image model"
+
+    @property
+    def context_length(self) -> int:
+        return int(self.text_encoder.context_length)
+
+    def tokenize(self, prompts: Sequence[str]) -> Tensor:
+        raise NotImplementedError
+
+    def encode(self, conditions: Any) -> Tensor:
+        """Prompts → N × L × D text states, float32 (cached per prompt: the encoder is frozen). A float
+        tensor is taken as ready-made states."""
+        if torch.is_tensor(conditions):
+            if conditions.is_floating_point():
+                return conditions.to(self.device)
+            raise UnlearnbenchError(f"{self.conditioned_name} is conditioned on prompts (strings), not class ids")
+        prompts = [conditions] if isinstance(conditions, str) else list(conditions)
+        missing = sorted({p for p in prompts if p not in self._cache})
+        if missing:
+            with torch.no_grad():
+                states = self.text_encoder(self.tokenize(missing).to(self.device)).float()
+            self._cache.update(zip(missing, states))
+        if not prompts:
+            return torch.empty(0, self.context_length, self.text_encoder.width, device=self.device)
+        return torch.stack([self._cache[p] for p in prompts])
+
+    def encode_embeddings(self, token_embeds: Tensor) -> Tensor:
+        """Token embeddings (N × L × D, differentiable) → text states: for soft-prompt attacks."""
+        return self.text_encoder.from_embeddings(token_embeds.to(self.device)).float()
+
+    def null_condition(self, n: int) -> Tensor:
+        return self.encode([""] * n)  # the empty prompt (Stable Diffusion's null condition), cached
+
+    def _unet_kwargs(self, cond: Tensor) -> dict[str, Tensor]:
+        return {"encoder_hidden_states": cond}

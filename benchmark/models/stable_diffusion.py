@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.fingerprint import fingerprint_state, verify_sha256
-from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise
+from benchmark.models.guided_ddim import PromptConditioned, ScheduledUNet, guided_ddim, starting_noise
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("unet", "vae", "text_encoder")
@@ -177,8 +177,9 @@ def _first_line(exc: BaseException) -> str:
 
 # -- the model ---------------------------------------------------------------------------------------------
 
-class StableDiffusionModel(ScheduledUNet, DiffusionModel):
+class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
     capabilities = frozenset({"text_cond", "grad", "eps", "cond_vector", "token_embeddings", "latent"})
+    conditioned_name = "Stable Diffusion"
 
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: nn.Module,
                  tokenizer: Any, scheduler: DDPMScheduler):
@@ -364,33 +365,6 @@ class StableDiffusionModel(ScheduledUNet, DiffusionModel):
             return torch.empty(0, self.context_length, dtype=torch.long)
         return self.tokenizer(prompts, padding="max_length", max_length=self.context_length, truncation=True,
                               return_tensors="pt").input_ids
-
-    def encode(self, conditions: Any) -> Tensor:
-        """Prompts → N × 77 × D text states, float32 (cached per prompt: the encoder is frozen). A float
-        tensor is taken as ready-made states."""
-        if torch.is_tensor(conditions):
-            if conditions.is_floating_point():
-                return conditions.to(self.device)
-            raise UnlearnbenchError("Stable Diffusion is conditioned on prompts (strings), not class ids")
-        prompts = [conditions] if isinstance(conditions, str) else list(conditions)
-        missing = sorted({p for p in prompts if p not in self._cache})
-        if missing:
-            with torch.no_grad():
-                states = self.text_encoder(self.tokenize(missing).to(self.device)).float()
-            self._cache.update(zip(missing, states))
-        if not prompts:
-            return torch.empty(0, self.context_length, self.text_encoder.width, device=self.device)
-        return torch.stack([self._cache[p] for p in prompts])
-
-    def encode_embeddings(self, token_embeds: Tensor) -> Tensor:
-        """Token embeddings (N × L × D, differentiable) → text states: for soft-prompt attacks."""
-        return self.text_encoder.from_embeddings(token_embeds.to(self.device)).float()
-
-    def null_condition(self, n: int) -> Tensor:
-        return self.encode([""] * n)  # cached on the model's device
-
-    def _unet_kwargs(self, cond: Tensor) -> dict[str, Tensor]:
-        return {"encoder_hidden_states": cond}
 
     # latent space ---------------------------------------------------------------------------------------
     @property

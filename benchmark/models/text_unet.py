@@ -28,7 +28,7 @@ from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.class_unet import default_scheduler_config
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise
+from benchmark.models.guided_ddim import PromptConditioned, ScheduledUNet, guided_ddim, starting_noise
 
 
 def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cross_attention_dim: int = 64,
@@ -42,8 +42,9 @@ def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cros
                 cross_attention_dim=cross_attention_dim, attention_head_dim=heads, norm_num_groups=8)
 
 
-class TextConditionalUNet(ScheduledUNet, DiffusionModel):
+class TextConditionalUNet(PromptConditioned, ScheduledUNet, DiffusionModel):
     capabilities = frozenset({"text_cond", "grad", "eps", "cond_vector", "token_embeddings"})
+    conditioned_name = "a text UNet"
 
     def __init__(self, unet: UNet2DConditionModel, scheduler: DDPMScheduler, text_encoder: nn.Module,
                  text_source: dict[str, Any] | None = None):
@@ -154,33 +155,6 @@ class TextConditionalUNet(ScheduledUNet, DiffusionModel):
         from benchmark.models.tiny_clip import tokenize
 
         return tokenize(list(prompts), self.text_encoder.context_length)
-
-    def encode(self, conditions: Any) -> Tensor:
-        """Prompts → N × L × D text states (cached per prompt: the encoder is frozen). A float tensor
-        is taken as ready-made states."""
-        if torch.is_tensor(conditions):
-            if conditions.is_floating_point():
-                return conditions.to(self.device)
-            raise UnlearnbenchError("a text UNet is conditioned on prompts (strings), not class ids")
-        prompts = [conditions] if isinstance(conditions, str) else list(conditions)
-        missing = sorted({p for p in prompts if p not in self._cache})
-        if missing:
-            with torch.no_grad():
-                states = self.text_encoder(self.tokenize(missing).to(self.device))
-            self._cache.update(zip(missing, states))
-        if not prompts:
-            return torch.empty(0, self.text_encoder.context_length, self.text_encoder.width, device=self.device)
-        return torch.stack([self._cache[p] for p in prompts])
-
-    def encode_embeddings(self, token_embeds: Tensor) -> Tensor:
-        """Token embeddings (N × L × D, differentiable) → text states: for soft-prompt attacks."""
-        return self.text_encoder.from_embeddings(token_embeds.to(self.device))
-
-    def null_condition(self, n: int) -> Tensor:
-        return self.encode([""] * n)
-
-    def _unet_kwargs(self, cond: Tensor) -> dict[str, Tensor]:
-        return {"encoder_hidden_states": cond}
 
     @torch.no_grad()
     def sample(self, conditions: Any, seed: int, steps: int, guidance: float, batch_size: int = 256,
