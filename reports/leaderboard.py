@@ -495,8 +495,9 @@ def render(records: Sequence[dict[str, Any]], out_dir: Path | None = None) -> st
         att = attack_table(grp)
         ranked = ", ".join(_order(sorted({r["method"]["name"] for r in grp} - set(REFERENCE_METHODS))))
         att_cap = ("attacks (scored against the retrained oracle; Δ = model − oracle; see each record's "
-                   "attacks.*.values for protocols, TPR@FPR and ROC points; the oracle-closeness rank ranks "
-                   f"these rows: {ranked})")
+                   "attacks.*.values for protocols, TPR@FPR and ROC points; the oracle-closeness rank ranks every "
+                   "row, the original and the oracle (1 by construction) included, over the attacks on which at "
+                   f"least two of these methods have disjoint 95% intervals: {ranked})")
         spread = seed_table(grp)
         spread_cap = "per-seed values and their spread (max − min)"
         texts.append(cap + "\n" + tab.to_markdown(tablefmt="simple")
