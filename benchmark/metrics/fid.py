@@ -12,8 +12,9 @@ distance to real data (FID against real data in the judge's feature space can ev
 weakens an over-sharpened guided distribution). The original's own row shows the two-seed floor.
 
 FID CI: percentile bootstrap over generated samples (reference statistics fixed), shifted by the
-bootstrap's own bias estimate. KID: torch-fidelity's
-mean ± std over random subsets, reported as mean ± 1.96·std.
+bootstrap's own bias estimate. KID: torch-fidelity's unscaled value (not ×10³ as some papers print it)
+and its mean ± std over random subsets, reported as mean ± 1.96·std: the spread of the subset estimates
+(overlapping subsets of the same images), an interval wider than a confidence interval of the mean.
 """
 
 from __future__ import annotations
@@ -208,7 +209,8 @@ class FidelityMetrics(Metric):
                         {"real_floor": floor, "real_floor_protocol": "same n of real member images of the retained "
                          "classes vs the same reference: the FID a perfect model would get at this n"}),
             MetricValue("kid", r["kid"], len(gen_x), False, (r["kid"] - kid_half, r["kid"] + kid_half),
-                        proto + f"; 100 subsets of {r['kid_subset_size']}, CI mean ± 1.96·std"),
+                        proto + f"; unscaled; 100 subsets of {r['kid_subset_size']}, interval mean ± 1.96·std of "
+                              "the subset estimates (their spread, not a CI of the mean)"),
             MetricValue("precision", r["precision"], len(gen_x), True, None, proto + "; k=3"),
             MetricValue("recall", r["recall"], len(gen_x), True, None, proto + "; k=3"),
         ]

@@ -14,8 +14,8 @@ with ``6726825d`` still works, but the label says so (``FID[Inception sha256:…
 other Inception weights are not comparable with published FIDs.
 
 Numbers are torch-fidelity's own functions on the extracted features (``fidelity_from_features`` in
-``benchmark.metrics.fid``): FID with a bias-shifted bootstrap CI over generated images, KID mean ± 1.96·std
-over subsets, precision / recall at k = 3.
+``benchmark.metrics.fid``): FID with a bias-shifted bootstrap CI over generated images, KID (unscaled) with
+mean ± 1.96·std of the subset estimates (their spread, not a CI of the mean), precision / recall at k = 3.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def inception_fidelity(generated: torch.Tensor, reference: torch.Tensor, incepti
                     f"{inception_label(sha)}: {proto}; CI: bias-shifted bootstrap over generated images",
                     {"label": inception_label(sha)}),
         MetricValue("kid_inception", r["kid"], n, False, (r["kid"] - half, r["kid"] + half),
-                    f"{inception_label(sha, 'KID')}: {proto}; 100 subsets of {r['kid_subset_size']}, CI mean ± 1.96·std",
+                    f"{inception_label(sha, 'KID')}: {proto}; unscaled; 100 subsets of {r['kid_subset_size']}, interval "
+                    "mean ± 1.96·std of the subset estimates (their spread, not a CI of the mean)",
                     {"label": inception_label(sha, "KID")}),
         MetricValue("precision_inception", r["precision"], n, True, None, f"precision (k=3): {proto}",
                     {"label": inception_label(sha, "precision")}),
