@@ -29,9 +29,9 @@ network requests; every user-supplied string (paths, names, prompts) is escaped 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -310,6 +310,7 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
         same = [r for r in judged if not r["verdict"]["distinguishable"]]
         summary = (f"no oracle exists for this model, so the audit compares with the reference (the model before "
                    f"unlearning): different from it on {len(flagged)} of {len(judged)} forget-side measurements"
+                   + (f" ({names(flagged)})" if flagged else "")
                    + (f"; indistinguishable from it on {names(same)} — no evidence of forgetting there" if same else ""))
     s = by["audited"]["scenario"]
     return {
@@ -505,10 +506,18 @@ def _template() -> Any:
     return env.get_template("audit.html.j2")
 
 
+_MD_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # where CommonMark starts raw HTML or an autolink
+_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")  # where it would decode a character reference
+_MD_ESCAPE = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]"})
+
+
 def _md(text: Any) -> str:
-    """A user string inside report.md: no HTML gets through (a prompt with ``<script>`` stays text wherever the
-    Markdown is rendered), a ``|`` does not break the table; quotes are left as they are."""
-    return html.escape(str(text), quote=False).replace("|", "\\|")
+    """A user string inside report.md: no HTML, autolink or character reference gets through (a prompt with
+    ``<script>`` stays text wherever the Markdown is rendered), no link or image can form (``[`` / ``]``
+    escaped: a prompt ``![](http://…)`` must not make a renderer fetch anything), a ``|`` does not break the
+    table. Everything else stays as typed, so the raw file reads well too (``p < 0.05``, quotes)."""
+    out = str(text).translate(_MD_ESCAPE)
+    return _MD_TAG_START.sub("&lt;", _MD_ENTITY.sub("&amp;", out))
 
 
 def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:

@@ -256,3 +256,54 @@ def test_judged_shares_are_compared_exactly_and_a_zero_width_interval_is_not_a_c
     assert test["test"] == "interval_overlap" and not test["differ"] and "[0.000, 0.602]" in test["how"]
     # with many items the widened interval is narrow, and a clear difference still shows
     assert compare({"value": 0.5, "n": 200, "ci": [0.4, 0.6]}, {"value": 0.0, "n": 200, "ci": [0.0, 0.0]})["differ"]
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("<script>alert(1)</script>", "&lt;script>alert(1)&lt;/script>"),  # no raw HTML
+    ("<http://example.com/x>", "&lt;http://example.com/x>"),  # no autolink
+    ("![x](http://example.com/x.png)", "!\\[x\\](http://example.com/x.png)"),  # no image: nothing to fetch
+    ("[click](javascript:alert(1))", "\\[click\\](javascript:alert(1))"),  # no link
+    ("&lt;b&gt; and &#60;", "&amp;lt;b&amp;gt; and &amp;#60;"),  # references stay literal
+    ("zero | nought \\| one", "zero \\| nought \\\\\\| one"),  # no table break, a backslash cannot undo it
+    ("p < 0.05, a > b, O'Brien \"quoted\"", "p < 0.05, a > b, O'Brien \"quoted\""),  # readable as typed
+])
+def test_markdown_escaping_keeps_user_strings_text(text, shown):
+    from reports.audit import _md
+
+    assert _md(text) == shown
+
+
+def test_markdown_user_strings_render_as_text_in_a_commonmark_renderer():
+    """The escaped strings through a real CommonMark renderer (markdown-it-py, the test extra): no tag, link or
+    image comes out, and the text a reader sees is what the user typed."""
+    from markdown_it import MarkdownIt
+
+    from reports.audit import _md
+
+    evil = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "![x](http://example.com/x.png)",
+            "[click](javascript:alert(1))", "<http://example.com>", "&#60;b&#62;", "a | b \\| c", "p < 0.05"]
+    row = "| prompt |\n| --- |\n" + "".join(f"| {_md(e)} |\n" for e in evil)
+    rendered = MarkdownIt("commonmark").enable("table").render(row)
+    assert not re.search(r"<(script|img|a)\b", rendered)
+    cells = re.findall(r"<td>(.*?)</td>", rendered)
+    assert len(cells) == len(evil)  # no row broken by a pipe
+    import html as html_lib
+
+    assert [html_lib.unescape(c) for c in cells] == evil
+
+
+def test_without_an_oracle_the_summary_names_what_changed_and_what_did_not(tmp_path):
+    """No oracle (a concept without a retrained model): the verdict turns round to "did the model change
+    where the target is measured?" and names both the measurements that changed and those that did not."""
+    def metric(value: float, ci: tuple[float, float]) -> dict:
+        return {"name": "x", "value": value, "n": 400, "ci": list(ci), "protocol": "p", "higher_is_better": False}
+
+    original, audited = _record("original", {}), _record("audited", {})
+    original["metrics"] = {"forget_accuracy": metric(0.95, (0.93, 0.97)), "clip_score_forget": metric(88.0, (87.5, 88.5))}
+    audited["metrics"] = {"forget_accuracy": metric(0.05, (0.03, 0.07)), "clip_score_forget": metric(88.1, (87.6, 88.6))}
+    report = build_report([original, audited], _plan(tmp_path))
+    verdict = report["verdict"]
+    assert verdict["against"] == "reference" and (verdict["distinguishable"], verdict["judged"]) == (1, 2)
+    summary = verdict["summary"]
+    assert "different from it on 1 of 2 forget-side measurements (forget_accuracy)" in summary
+    assert "indistinguishable from it on clip_score_forget" in summary and verdict["concern"]
