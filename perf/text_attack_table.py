@@ -126,7 +126,7 @@ def table(folder: Path, seeds: list[int]) -> tuple[str, dict[str, list[int]]]:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     runs = oracle_runs_line(by)
     if runs:
-        lines += ["", "relearn steps: * = faster than every one of the oracle's fine-tuning runs on that seed (rank "
+        lines += ["", "Relearn steps: * = faster than every one of the oracle's fine-tuning runs on that seed (rank "
                   "p <= 0.05); † = under half the oracle's retain utility on that seed (fast there shows damage); "
                   + runs]
     return "\n".join(lines), used
