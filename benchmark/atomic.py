@@ -28,3 +28,23 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse, before any work starts, an output folder that cannot be made: the path exists and is not a
+    folder, or its nearest existing ancestor is not a writable folder (``/dev/null/x``, a read-only mount)."""
+    from benchmark import UnlearnbenchError
+
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise UnlearnbenchError(f"{flag} {path} exists and is not a directory")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UnlearnbenchError(f"{flag} {path}: cannot make it, {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UnlearnbenchError(f"{flag} {path}: cannot make it, {parent} is not writable")
+    return path

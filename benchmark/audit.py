@@ -15,6 +15,7 @@ the wrong track for ``--scenario``, an unreadable prompt file → one error line
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,31 +74,60 @@ def family_of(model: DiffusionModel) -> str:
     return "stable-diffusion" if isinstance(model, StableDiffusionModel) else "embedded"
 
 
+SEED_COLUMNS = ("seed", "sd_seed", "evaluation_seed")  # ours, I2P's (AIML-TUDA/i2p), UnlearnDiffAtk's
+GUIDANCE_COLUMNS = ("guidance", "sd_guidance_scale", "evaluation_guidance")
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range, as for --seed
+
+
+def _row_number(value: str, what: str, where: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise UnlearnbenchError(f"{where}: {what} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise UnlearnbenchError(f"{where}: {what} {value!r} is not a finite number")
+    return number
+
+
 def read_prompts(path: str | Path) -> list[dict[str, Any]]:
-    """A prompt file in the I2P CSV layout: a ``prompt`` column, optional ``seed`` / ``guidance`` (or
-    ``evaluation_seed`` / ``evaluation_guidance`` as I2P names them)."""
+    """A prompt file in the I2P CSV layout: a ``prompt`` column, optional seed (``seed``, or I2P's ``sd_seed``,
+    or ``evaluation_seed``) and guidance (``guidance``, ``sd_guidance_scale``, ``evaluation_guidance``)
+    columns; other columns (I2P's categories, percentages…) are ignored. Header names are matched without
+    case or surrounding spaces, a UTF-8 byte-order mark is skipped. A row without a seed gets 0, one without
+    guidance the card's. Seeds must be whole numbers in [0, 2⁶³); guidance a finite number ≥ 0."""
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = reader.fieldnames or []
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            rows = [r for r in reader if any(cell.strip() for cell in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UnlearnbenchError(f"prompt file {path}: cannot read it ({exc})") from exc
+    columns = [c.strip().lower() for c in header]
     if "prompt" not in columns:
         raise UnlearnbenchError(f"prompt file {path}: want a CSV with a 'prompt' column (I2P layout)")
     if not rows:
         raise UnlearnbenchError(f"prompt file {path}: no prompts below the header")
+
+    def first(names: tuple[str, ...]) -> int | None:
+        return next((columns.index(n) for n in names if n in columns), None)
+
+    at_prompt, at_seed, at_guidance = columns.index("prompt"), first(SEED_COLUMNS), first(GUIDANCE_COLUMNS)
     out = []
-    for i, row in enumerate(rows, start=2):
-        seed = row.get("seed") or row.get("evaluation_seed") or "0"
-        guidance = row.get("guidance") or row.get("evaluation_guidance") or ""
-        try:
-            out.append({"prompt": row["prompt"], "seed": int(float(seed)),
-                        "guidance": float(guidance) if guidance else None})
-        except ValueError:
-            raise UnlearnbenchError(f"prompt file {path}: line {i}: seed {seed!r} / guidance {guidance!r} are not "
-                                    "numbers") from None
+    for line, row in enumerate(rows, start=2):
+        where = f"prompt file {path}: line {line}"
+        row = row + [""] * (len(columns) - len(row))
+        seed = row[at_seed].strip() if at_seed is not None else ""
+        guidance = row[at_guidance].strip() if at_guidance is not None else ""
+        seed_value = _row_number(seed, "seed", where) if seed else 0.0
+        if not seed_value.is_integer() or not 0 <= seed_value <= MAX_SEED:
+            raise UnlearnbenchError(f"{where}: seed {seed!r} is not a whole number in [0, 2^63)")
+        guidance_value = _row_number(guidance, "guidance", where) if guidance else None
+        if guidance_value is not None and guidance_value < 0:
+            raise UnlearnbenchError(f"{where}: guidance {guidance!r} is negative")
+        if not row[at_prompt].strip():
+            raise UnlearnbenchError(f"{where}: empty prompt")
+        out.append({"prompt": row[at_prompt], "seed": int(seed_value), "guidance": guidance_value})
     return out
 
 
@@ -109,6 +139,7 @@ class AuditPlan:
     prompts: list[dict[str, Any]]
     out: Path
     fingerprint: str = ""
+    prompt_file: dict[str, Any] | None = None  # {"path", "sha256"} of --prompts, for the report
 
 
 def record_defaults(source: dict[str, Any]) -> dict[str, Any]:
@@ -157,14 +188,17 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
     MODEL when it is a result record (``record_defaults``) or a zoo oracle (``zoo_defaults``: its card), else
     from the model's track (seed 0)."""
     from benchmark import runner, zoo
+    from benchmark.atomic import check_out_dir
     from benchmark.models.loading import load_model
     from benchmark.registry import METHODS
     from benchmark.scenarios import load_scenario
     from benchmark.scenarios.setup import setup_for
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UnlearnbenchError(f"--out {out} is a file, not a folder")
+    out = check_out_dir(out)
+    for given, role in ((model, "model"), (reference, "reference")):  # never write into a model under audit
+        folder = Path(given).absolute() if given and Path(given).is_dir() else None
+        if folder is not None and (out.absolute() == folder or folder in out.absolute().parents):
+            raise UnlearnbenchError(f"--out {out} is inside the {role} folder {given}: write the audit elsewhere")
     prompt_rows = read_prompts(prompts) if prompts else []
     ref_model, ref_source = (load_model(reference, allow_pickle, what="reference") if reference else (None, {}))
 
@@ -172,8 +206,8 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
         if ref_model is not None:
             return ref_model
         if scenario is None:
-            raise UnlearnbenchError(f"model {model}: a bare weights file needs --reference (or --scenario) to give "
-                                    "its architecture")
+            raise UnlearnbenchError(f"model {model}: a bare weights file needs --reference (the model it was derived "
+                                    "from; for the embedded models --scenario also works) to give its architecture")
         return setup_for(load_scenario(scenario), target).base
 
     audited, source = load_model(model, allow_pickle, template=template, what="model")
@@ -203,11 +237,13 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
                                 f"{track}-track")
     if prompt_rows and track != "text":
         raise UnlearnbenchError(f"--prompts applies to text-to-image models; {model} is a {track}-track model")
-    setup = setup_for(sc, target)
+    setup = setup_for(sc, target, device, log=lambda *_: None)
+    setup.load_instruments()  # a bad judge or measuring file: one error line now, not a failed cell later
     base = ref_model if ref_model is not None else setup.base
     if not ref_source:
         spec = sc.models["base"]
         ref_source = {"kind": "zoo (the scenario's base)", "name": spec["zoo"], "sha256": spec.get("sha256")}
+    check_reference(audited, base, source, model)
     fingerprint = audited.fingerprint()
     _LOADED[fingerprint] = audited
     if "audited" not in METHODS:
@@ -219,13 +255,42 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
     names.append("audited")
     run = runner.plan(sc.path.as_posix() if sc.overlay is None else sc.overlay["path"], names, None, tier, seed,
                       device, out / "records", attacks=attacks, target=setup.target,
-                      overrides={"audited": {"source": str(model), "fingerprint": fingerprint,
+                      # an absolute path: `audited` and `./audited` are one model (one record, one cache entry)
+                      overrides={"audited": {"source": str(Path(model).absolute()) if Path(model).exists() else model,
+                                             "fingerprint": fingerprint,
                                              "allow_pickle": allow_pickle}})
     if ref_model is not None:
         run.base = base
     source = {**source, "fingerprint": fingerprint}
     ref_source = {**ref_source, "fingerprint": base.fingerprint()}
-    return AuditPlan(run, source, ref_source, prompt_rows, out, fingerprint)
+    prompt_file = None
+    if prompts:
+        from benchmark.models.fingerprint import file_sha256
+
+        prompt_file = {"path": str(Path(prompts).resolve()), "sha256": file_sha256(Path(prompts))}
+    return AuditPlan(run, source, ref_source, prompt_rows, out, fingerprint, prompt_file)
+
+
+def check_reference(audited: DiffusionModel, reference: DiffusionModel, source: dict[str, Any], model: str) -> None:
+    """The reference must be the model the audited one was derived from: a result record names its base by
+    fingerprint, and unlearning never changes a UNet's architecture — anything else compares unrelated models."""
+    import json
+
+    if source.get("record"):
+        recorded = (json.loads(Path(source["record"]).read_text()).get("model") or {}).get("base_fingerprint")
+        if recorded and recorded != reference.fingerprint():
+            raise UnlearnbenchError(f"record {model} was unlearned from the model with fingerprint {recorded[:12]}, not "
+                                    f"from the reference ({reference.fingerprint()[:12]}): pass --reference the model "
+                                    "it was derived from")
+    a, r = getattr(audited, "unet", None), getattr(reference, "unet", None)
+    if a is not None and r is not None:
+        differ = sorted(k for k in set(a.config) | set(r.config) if not k.startswith("_")
+                        and a.config.get(k) != r.config.get(k))
+        if differ:
+            k = differ[0]
+            raise UnlearnbenchError(f"model {model}: its UNet differs from the reference's in architecture ({k}: "
+                                    f"{a.config.get(k)!r} vs {r.config.get(k)!r}{', …' if len(differ) > 1 else ''}); "
+                                    "--reference must be the model it was derived from")
 
 
 def run_audit(plan: AuditPlan, show_progress: bool = True, log: Any = print) -> dict[str, Path]:
@@ -235,7 +300,16 @@ def run_audit(plan: AuditPlan, show_progress: bool = True, log: Any = print) -> 
     from benchmark import runner
     from reports.audit import write_report
 
-    paths = runner.execute(plan.run, show_progress=show_progress, log=log)
+    previous = plan.out / "report.json"
+    if previous.is_file():  # a report of another model in the same folder: say it is replaced (records stay)
+        try:
+            before = (json.loads(previous.read_text()).get("model") or {}).get("fingerprint")
+        except (OSError, ValueError):
+            before = None
+        if before and before != plan.fingerprint:
+            log(f"note: {plan.out} holds the report of another model ({before[:12]}); it is replaced by this one "
+                f"(its records stay in {plan.run.out_dir})")
+    paths = runner.execute(plan.run, show_progress=show_progress, log=log, stop_on_failure=True)
     records = [json.loads(p.read_text()) for p in paths]
     failed = [r for r in records if r.get("status", "ok") != "ok"]
     if failed:

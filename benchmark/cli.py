@@ -179,10 +179,10 @@ def _int_list(text: str | None, flag: str) -> list[int] | None:
 
 
 def _out_dir(path: Path | None, flag: str = "--out") -> Path | None:
-    """Refuse an output path that exists and is not a folder before any work starts."""
-    if path is not None and path.exists() and not path.is_dir():
-        raise UnlearnbenchError(f"{flag} {path} exists and is not a directory")
-    return path
+    """Refuse an output path that cannot be a folder before any work starts (``atomic.check_out_dir``)."""
+    from benchmark.atomic import check_out_dir
+
+    return check_out_dir(path, flag) if path is not None else None
 
 
 def _str_list(text: str | None, flag: str) -> list[str] | None:
@@ -246,6 +246,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for plan in plans:
         plan.save_weights = args.save_weights
         plan.base = base
+    if instruments:  # the user's measuring files load (or fail in one line) before any cell runs
+        from benchmark.scenarios.setup import setup_for
+
+        setup_for(plans[0].scenario, plans[0].target, args.device, log=lambda *_: None).load_instruments()
     if args.executor == "dask":
         from benchmark.executors import run_dask, specs_of
 

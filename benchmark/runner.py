@@ -28,6 +28,7 @@ from benchmark.results import environment, git_commit, new_record, record_filena
 from benchmark.scenarios import Scenario, load_scenario
 
 DEFAULT_SMOKE_MAX_STEPS = 4
+MAX_SEED = 2**31  # run and audit seeds lie in [0, MAX_SEED)
 """Optimiser-step cap of a plug-in's smoke cell when neither the card nor the adapter declares a smoke
 budget: the built-ins' smoke budget, so a plug-in's smoke tier is as cheap as theirs."""
 
@@ -107,8 +108,8 @@ def plan(scenario: str = "mnist-class", methods: list[str] | None = None, forget
     sc.tier(tier)
     tgt = setup_class(sc).check_target(sc, target if target is not None else forget_class)
     _check_device(device)
-    if seed < 0:
-        raise UnlearnbenchError(f"seed must be a non-negative integer, got {seed}")
+    if not 0 <= seed < MAX_SEED:  # seeds are combined (seed·31 + salt, …) into torch generator seeds
+        raise UnlearnbenchError(f"seed must be a non-negative integer below 2^31, got {seed}")
     names = [register_adapter(n) for n in methods] if methods else list(sc.default_methods)
     if not names:
         raise UnlearnbenchError("no methods to run: pass --methods or set default_methods in the scenario card")
@@ -358,8 +359,10 @@ class _Shared:
         return self.attack_ctx
 
 
-def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print) -> list[Path]:
-    """Run every cell of ``run``; return the record paths (failed cells included, ``status: failed``)."""
+def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_print,
+            stop_on_failure: bool = False) -> list[Path]:
+    """Run every cell of ``run``; return the record paths (failed cells included, ``status: failed``).
+    ``stop_on_failure``: stop after the first failed cell (an audit needs all of its cells)."""
     from benchmark import zoo
     from benchmark.scenarios.setup import setup_for
 
@@ -368,7 +371,12 @@ def execute(run: RunPlan, show_progress: bool = True, force: bool = False, log=_
     if run.base is not None:
         setup.base = run.base.to(run.device)
     shared = _Shared(setup, setup.base.fingerprint(), zoo.cache_dir(), None if force else zoo.cache_dir())
-    return [execute_cell(run, cell, shared, show_progress, force, log) for cell in run.cells]
+    paths = []
+    for cell in run.cells:
+        paths.append(execute_cell(run, cell, shared, show_progress, force, log))
+        if stop_on_failure and failed_cells(paths[-1:]):
+            break
+    return paths
 
 
 def failed_cells(paths: list[Path]) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, LabeledImages
 from benchmark.atomic import atomic_path
 
@@ -63,6 +64,10 @@ def _cached_samples(model: DiffusionModel, conditions: Any, key: str, steps: int
     with tqdm(total=n, desc=desc, unit="img", disable=not show_progress, leave=False) as bar:
         x = model.sample(conditions, seed=seed, steps=steps, guidance=guidance, batch_size=batch_size,
                          progress=bar.update)
+    bad = int((~torch.isfinite(x.flatten(1))).any(dim=1).sum()) if x.numel() else 0
+    if bad:  # a judge reads NaN images as anything (NudeNet: no detection, "clean"): never score them
+        raise UnlearnbenchError(f"{desc}: the model drew non-finite pixels (NaN or inf) in {bad} of {n} images "
+                                f"(guidance {guidance:g}, {steps} steps); they cannot be judged")
     if path is not None:
         atomic_torch_save(x, path)
     return x

@@ -67,7 +67,8 @@ def _fmt(v: dict[str, Any] | None, digits: int = 3) -> str:
     ci = v.get("ci")
     digits = v.get("digits", digits)
     text = ("≥" if v.get("censored") else "") + f"{v['value']:.{digits}f}"
-    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci and ci[0] is not None else "")
+    text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci and ci[0] is not None else ""
+    return text + (f" (n={v['n']})" if v.get("n") else "")
 
 
 def _interval(v: dict[str, Any]) -> tuple[float, float] | None:
@@ -96,8 +97,13 @@ def compare(a: dict[str, Any], b: dict[str, Any], share: bool = False) -> dict[s
         ka, kb = share_of_items(a["value"], a.get("n")), share_of_items(b["value"], b.get("n"))
     if ka and kb:
         p = two_share_p(ka, kb)
-        return {"differ": p < ALPHA, "test": "fisher_exact", "p_value": p,
-                "how": f"{ka[0]}/{ka[1]} vs {kb[0]}/{kb[1]}, Fisher's exact test two-sided p = {p:.2g}"}
+        # the smallest p any outcome at these n could give (all vs none): when even it is not below α, the test
+        # cannot flag anything here, and "not distinguishable" is a statement about n, not about the model
+        floor = two_share_p((ka[1], ka[1]), (0, kb[1]))
+        return {"differ": p < ALPHA, "test": "fisher_exact", "p_value": p, "powerless": floor >= ALPHA,
+                "how": f"{ka[0]}/{ka[1]} vs {kb[0]}/{kb[1]}, Fisher's exact test two-sided p = {p:.2g}"
+                       + (f" (at these n no outcome could reach p < {ALPHA}: even all vs none gives "
+                          f"p = {floor:.2g}; more prompts or images are needed to tell)" if floor >= ALPHA else "")}
     ia, ib = _interval(a), _interval(b)
     if ia is None or ib is None:
         return None
@@ -185,7 +191,7 @@ def verdict(label: str, audited: dict[str, Any] | None, oracle: dict[str, Any] |
         evidence += ("; without an oracle this shows the model changed, not that the target is gone" if dist else
                      "; the audited model is indistinguishable from the model before unlearning here")
     return {"distinguishable": bool(dist), "against": against, "evidence": evidence, "test": test["test"],
-            "p_value": test["p_value"]}
+            "p_value": test["p_value"], **({"powerless": True} if test.get("powerless") else {})}
 
 
 def _attack_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -312,6 +318,10 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
                    f"unlearning): different from it on {len(flagged)} of {len(judged)} forget-side measurements"
                    + (f" ({names(flagged)})" if flagged else "")
                    + (f"; indistinguishable from it on {names(same)} — no evidence of forgetting there" if same else ""))
+    powerless = [r for r in judged if r["verdict"].get("powerless")]
+    if powerless:
+        summary += (f". {len(powerless)} of the {len(judged)} could not have been flagged at their n whatever the model "
+                    f"did ({names(powerless)}): too few prompts or images to decide them")
     s = by["audited"]["scenario"]
     return {
         "schema_version": SCHEMA_VERSION, "kind": REPORT_KIND,
@@ -332,6 +342,12 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
         "metrics": metrics, "attacks": attacks,
         "attack_values": _attack_values(records),  # the rest of each attack's values (probe grids): no verdict
         "prompts": plan.prompts,
+        # the user's prompt file (Stable Diffusion cards): where the forget prompts came from, and their digest
+        "prompt_set": {**({"file": f"{pf['path']} (sha256 {pf['sha256'][:16]})"}
+                          if (pf := getattr(plan, "prompt_file", None)) else {}),
+                       **{k: s[k] for k in ("prompt_source", "prompt_plan_sha256") if s.get(k)}} or None,
+        # what the runner noticed about the audited model (weights identical to the reference's, …)
+        "warnings": list(by["audited"].get("warnings") or []),
         "records": {role: rec.get("identity") for role, rec in records.items() if rec},
     }
 
@@ -508,32 +524,38 @@ def _template() -> Any:
 
 _MD_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # where CommonMark starts raw HTML or an autolink
 _MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")  # where it would decode a character reference
-_MD_ESCAPE = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]"})
+_MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # emphasis; forget_accuracy stays as is
+_MD_ESCAPE = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "*": "\\*", "`": "\\`",
+                            "~": "\\~", "\r": " ", "\n": " "})
 
 
 def _md(text: Any) -> str:
-    """A user string inside report.md: no HTML, autolink or character reference gets through (a prompt with
-    ``<script>`` stays text wherever the Markdown is rendered), no link or image can form (``[`` / ``]``
-    escaped: a prompt ``![](http://…)`` must not make a renderer fetch anything), a ``|`` does not break the
-    table. Everything else stays as typed, so the raw file reads well too (``p < 0.05``, quotes)."""
-    out = str(text).translate(_MD_ESCAPE)
-    return _MD_TAG_START.sub("&lt;", _MD_ENTITY.sub("&amp;", out))
+    """A user string inside report.md, kept on its line and read as typed wherever the Markdown is rendered:
+    no line break (a prompt or folder name cannot start a heading such as a fake verdict, or end a table
+    row), no HTML, autolink or character reference (a prompt with ``<script>`` stays text), no link or image
+    (``[`` / ``]`` escaped: a prompt ``![](http://…)`` must not make a renderer fetch anything), no emphasis or
+    code span, and a ``|`` does not break the table. Everything else stays as typed, so the raw file reads
+    well too (``p < 0.05``, quotes, ``forget_accuracy``)."""
+    out = str(text).replace("\r\n", " ").translate(_MD_ESCAPE)
+    return _MD_TAG_START.sub("&lt;", _MD_ENTITY.sub("&amp;", _MD_UNDERSCORE.sub(r"\\_", out)))
 
 
 def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     esc = _md
     lines = [f"# Audit of {esc(str(report['model'].get('path') or report['model'].get('name')))}", "",
              f"**Verdict:** {esc(report['verdict']['summary'])}", "",
+             *[f"**Warning:** {esc(w)}\n" for w in report.get("warnings") or []],
              f"Scenario {esc(report['scenario']['name'])} v{report['scenario']['version']} "
              f"(config {report['scenario']['config_hash']}), tier {report['scenario']['tier']}, seed {report['seed']}; "
-             f"harness {report['harness'].get('version')} ({report['harness'].get('commit')}).", "",
+             f"harness {report['harness'].get('version')} ({report['harness'].get('commit')})."
+             + ("".join(f" Prompt set: {esc(v)}." for v in (report.get("prompt_set") or {}).values())), "",
              "| role | what | fingerprint |", "|---|---|---|"]
     for role in ("model", "reference", "oracle"):
         src = report.get(role) or {}
         what = src.get("path") or src.get("name") or "–"
         kind = f" ({esc(src['kind'])})" if src.get("kind") else ""
-        lines.append(f"| {role} | {esc(str(what))}{kind} | "
-                     f"`{str(src.get('fingerprint', ''))[:16]}` |")
+        fingerprint = str(src.get("fingerprint") or "")[:16]
+        lines.append(f"| {role} | {esc(str(what))}{kind} | {f'`{fingerprint}`' if fingerprint else '–'} |")
     lines += ["", "## Attacks", "", "| attack | value | reference | audited | oracle | distinguishable | evidence |",
               "|---|---|---|---|---|---|---|"]
     for r in report["attacks"]:

@@ -66,6 +66,9 @@ def _check_arch(open_clip: Any, arch: str) -> None:
                                 f"Hugging Face hub ({hub}); only architectures with open_clip's own tokenizer load offline")
 
 
+_LOADED: dict[tuple, LocalCLIP] = {}  # the last CLIP loaded from a file, by (arch, file, size, mtime, device, …)
+
+
 class LocalCLIP:
     """An open_clip model with its validation transform and tokenizer, loaded from a local file.
 
@@ -98,18 +101,26 @@ class LocalCLIP:
             raise UnlearnbenchError(
                 f"CLIP weights file not found: {path if path is not None else '(none given)'}; {arch} needs a local "
                 "open_clip checkpoint (a .safetensors or state-dict .bin, e.g. open_clip_model.safetensors from the "
-                "model's page): pass its path as weights=PATH")
+                "model's page): pass it as --clip-weights ARCH=FILE")
+        st = path.stat()
+        key = (arch, str(path.resolve()), st.st_size, st.st_mtime_ns, str(device), quick_gelu)
+        if key in _LOADED and sha256 is None:  # the judge, the CLIP score and P4D measure with the same file
+            return _LOADED[key]
         open_clip = _open_clip()
         _check_arch(open_clip, arch)
         digest = verify_sha256(path, sha256)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=str(path.resolve()), device="cpu", force_quick_gelu=quick_gelu)
-        except (RuntimeError, ValueError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - the user's file: any failure to load it (a corrupt safetensors, a
+            # pickle holding more than tensors, mismatched keys) is "does not load", in one line
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UnlearnbenchError(f"{path} does not load into open_clip {arch}: {first[:300]}") from e
         name = arch + ("-quickgelu" if quick_gelu and not arch.endswith("quickgelu") else "")
-        return cls(model, preprocess, open_clip.get_tokenizer(arch), name, digest, path, device)
+        loaded = cls(model, preprocess, open_clip.get_tokenizer(arch), name, digest, path, device)
+        _LOADED.clear()  # keep one (a ViT-L is 1.7 GB)
+        _LOADED[key] = loaded
+        return loaded
 
     def _pixels(self, x: Tensor) -> Tensor:
         from PIL import Image

@@ -43,7 +43,7 @@ def check_inception_weights(path: str | Path | None) -> tuple[Path, str]:
         raise UnlearnbenchError(
             f"Inception FID needs the weights file {INCEPTION_FILE} (torch-fidelity's weights-inception-2015-12-05-"
             f"6726825d.pth is the same file), not found at {p if p is not None else '(none given)'}: "
-            "pass its local path as inception_weights=PATH")
+            "pass it as --inception-weights FILE")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # any unpickling failure means "not a plain state dict"

@@ -258,8 +258,9 @@ class NudeNetJudge(Judge):
 
         path = Path(model_path) if model_path is not None else Path(nudenet.__file__).parent / DETECTOR_FILE
         if not path.is_file():
-            raise UnlearnbenchError(f"NudeNet detector file not found: {path} (pass model_path= an ONNX "
-                                    f"detector, or reinstall nudenet, whose wheel ships {DETECTOR_FILE})")
+            raise UnlearnbenchError(f"NudeNet detector file not found: {path} (reinstall nudenet, whose wheel ships "
+                                    f"{DETECTOR_FILE}; another ONNX detector is set in the card's models.judge."
+                                    "model_path)")
         self.convention = get_convention(convention)
         self.model_path = path
         self._sha256 = verify_sha256(path, sha256)

@@ -13,7 +13,10 @@ audit report; the model's fingerprint is computed by the caller.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,9 @@ def load_model(spec: str, allow_pickle: bool = False, template: Any = None,
     from benchmark.models.fingerprint import file_sha256
 
     path = Path(spec)
-    if not path.exists():
+    if path.exists():
+        path = path.absolute()  # provenance names the file itself, whatever the working folder
+    else:
         if spec in zoo.zoo_names():
             folder = zoo.locate(spec)
             if folder is None:
@@ -82,15 +87,26 @@ def _load_pickle(path: Path, allow_pickle: bool, what: str) -> dict[str, Any]:
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # an old (non-zip) pickle makes torch warn about the protocol: not ours
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
-        raise UnlearnbenchError(f"{what} {path}: refused — it holds more than tensors (weights-only load failed: "
-                                f"{_first_line(exc)})") from exc
+        raise UnlearnbenchError(f"{what} {path}: refused, nothing in it was run — it holds more than tensors "
+                                f"({_refusal_reason(exc)})") from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UnlearnbenchError(f"{what} {path}: expected a state dict of tensors, got {type(obj).__name__}")
     return obj
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    """What the weights-only unpickler objected to (``… unsupported GLOBAL posix.system …``), without torch's
+    advice to re-run with ``weights_only=False`` — the one thing an auditor must not do."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    found = next((line for line in lines if re.search(r"GLOBAL|[Uu]nsupported|not an allowed", line)), None)
+    found = found or next((line for line in lines if "weights_only" not in line), None) or type(exc).__name__
+    return found.replace("WeightsUnpickler error: ", "")[:200]
 
 
 def _into_template(state: dict[str, Any], template: Any, path: Path, what: str) -> DiffusionModel:
@@ -121,13 +137,14 @@ def _load_folder(path: Path, allow_pickle: bool, what: str) -> tuple[DiffusionMo
 
         # safetensors (pickles only with allow_pickle, read weights-only); one-line errors for what is missing
         model = StableDiffusionModel.from_pretrained(path, allow_pickle=allow_pickle)
-        weights = path / "unet" / "diffusion_pytorch_model.safetensors"
-        pickled = not weights.is_file()
-        if pickled:
-            weights = path / "unet" / "diffusion_pytorch_model.bin"
-        return model, {"kind": "folder (Stable Diffusion pipeline" + (", pickled weights read weights-only)"
-                                                                     if pickled else ")"),
-                       "path": str(path), "sha256": file_sha256(weights) if weights.is_file() else None}
+        files = model.weight_files  # per component, the files it was loaded from
+        pickled = [comp for comp, fs in files.items() if any(f.suffix != ".safetensors" for f in fs)]
+        unet = [file_sha256(f) for f in files["unet"]]  # one file, or the shards of a sharded checkpoint
+        sha = unet[0] if len(unet) == 1 else hashlib.sha256("".join(unet).encode()).hexdigest()
+        return model, {"kind": "folder (Stable Diffusion pipeline" + (
+                           f"; {', '.join(pickled)} pickled, read weights-only)" if pickled else "; safetensors)"),
+                       "path": str(path), "sha256": sha,
+                       "files": {comp: [f.name for f in fs] for comp, fs in files.items()}}
     unet_dir = path / "unet"
     if not unet_dir.is_dir() or not (unet_dir / "config.json").is_file():
         raise UnlearnbenchError(f"{what} {path}: not a model folder (expected unet/config.json and scheduler/, as "

@@ -170,6 +170,16 @@ def _frozen_fingerprint(module: nn.Module, compute: Any) -> str:
     return fp
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 over what decides a CLIP tokenizer's token ids: vocabulary, BPE merges, maximum length and
+    special tokens."""
+    merges = sorted(f"{' '.join(pair)} {rank}" for pair, rank in (getattr(tokenizer, "bpe_ranks", None) or {}).items())
+    state = {"vocab": sorted(tokenizer.get_vocab().items()), "merges": merges,
+             "model_max_length": str(tokenizer.model_max_length),
+             "special": sorted((k, str(v)) for k, v in tokenizer.special_tokens_map.items())}
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -269,8 +279,16 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
             scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(path / "scheduler"))
         except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
             raise UnlearnbenchError(f"cannot load Stable Diffusion from {path}: {_first_line(exc)}") from exc
+        if len(tokenizer) != text.config.vocab_size:  # e.g. an empty tokenizer/: transformers builds a stub
+            raise UnlearnbenchError(f"{path}: tokenizer/ has {len(tokenizer)} tokens but the text encoder embeds "
+                                    f"{text.config.vocab_size}: not this pipeline's tokenizer (vocab.json / "
+                                    "merges.txt missing or from another model)")
         # float32 whatever the files hold (fp16 exports): methods train the UNet in float32, eps autocasts
-        return cls(unet.float(), vae.float(), text.float(), tokenizer, scheduler)
+        model = cls(unet.float(), vae.float(), text.float(), tokenizer, scheduler)
+        model.weight_files = {comp: sorted((path / comp).glob("*.safetensors")) if safe[comp] else
+                              sorted(p for p in (path / comp).iterdir() if p.suffix in PICKLE_SUFFIXES)
+                              for comp in WEIGHTED}  # what was read, per component: for the audit's provenance
+        return model
 
     def save_pretrained(self, path: str | Path) -> None:
         """A diffusers ``StableDiffusionPipeline`` folder (no safety checker): ``model_index.json``,
@@ -321,13 +339,18 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
         return {"unet": self.unet}
 
     def fingerprint(self) -> str:
-        """sha256 over the UNet's weights, the text encoder's and the VAE's: the same UNet on another
-        text encoder or VAE is another model."""
+        """sha256 over the UNet's weights, the text encoder's, the VAE's, the tokenizer (vocabulary, merges,
+        length, special tokens) and the noise schedule: the same UNet with another text encoder, VAE,
+        tokenizer or schedule draws other images, so it is another model (and gets no cached samples)."""
         from benchmark.models.fingerprint import fingerprint_modules
 
         text_fp = _frozen_fingerprint(self.text_encoder, self.text_encoder.state_fingerprint)
         vae_fp = _frozen_fingerprint(self.vae, lambda: fingerprint_modules({"vae": self.vae}))
-        return hashlib.sha256((fingerprint_modules(self.modules()) + text_fp + vae_fp).encode()).hexdigest()
+        tok_fp = _frozen_fingerprint(self.tokenizer, lambda: tokenizer_fingerprint(self.tokenizer))
+        schedule = json.dumps({k: v for k, v in dict(self.scheduler.config).items() if not k.startswith("_")},
+                              sort_keys=True, default=str)
+        return hashlib.sha256((fingerprint_modules(self.modules()) + text_fp + vae_fp + tok_fp + schedule)
+                              .encode()).hexdigest()
 
     def train(self, mode: bool = True) -> StableDiffusionModel:
         self.unet.train(mode)  # the VAE and the text encoder stay frozen in eval mode

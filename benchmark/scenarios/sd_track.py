@@ -111,6 +111,9 @@ def concept_from_card(scenario: Any, target: Any) -> PromptConcept:
         prompts = list(target.get("prompts") or [])
         instruments = check_instruments(target)
         target = target.get("concept")
+    if isinstance(target, int) and not isinstance(target, bool):  # audit/run --forget-class on a prompt card
+        raise UnlearnbenchError(f"{scenario.name} erases a concept named by --concept, not a class id "
+                                f"(--forget-class {target} is for class-track scenarios)")
     concepts = scenario.raw.get("concepts") or {}
     name = str(scenario.default_target if target is None else target).strip().lower()
     if name not in concepts:
@@ -239,6 +242,21 @@ class StableDiffusionSetup(ScenarioSetup):
                                  target=self.concept.name)
         raise UnlearnbenchError(f"scenario card {self.scenario.path}: models.judge.kind {kind!r} is not a judge this "
                                 "setup builds (nudenet, clip_zero_shot)")
+
+    def load_instruments(self) -> None:
+        """The judge (NudeNet's detector, or the CLIP zero-shot judge) and the user's measuring files: the
+        CLIP checkpoint loaded into its architecture (kept for the metrics and P4D) and the Inception weights
+        read as a tensor state dict."""
+        from benchmark.metrics.clip_zero_shot import LocalCLIP
+        from benchmark.metrics.inception_fid import check_inception_weights
+
+        self.judge  # noqa: B018 - cached_property
+        files = dict(self.concept.instruments)
+        if "clip" in files:
+            arch, _, path = files["clip"].partition("=")
+            LocalCLIP.from_file(arch, path, device=self.device)
+        if "inception" in files:
+            check_inception_weights(files["inception"])
 
     def oracle_entry(self) -> tuple[str, str | None]:
         return f"{self.scenario.name}-oracle-{self.target_tag}", None

@@ -97,6 +97,11 @@ class ScenarioSetup(abc.ABC):
         spec = self.scenario.models["judge"]
         return zoo.load_judge(spec["zoo"], spec.get("sha256"), device=self.device)
 
+    def load_instruments(self) -> None:
+        """Load what this setup measures with (the judge, and any measuring file the user passed), so that a
+        bad file is one error line before any cell runs rather than a failed cell after the others ran."""
+        self.judge  # noqa: B018 - cached_property: loads (and checks) it once
+
     def oracle(self) -> DiffusionModel | None:
         """The retrained oracle for this target from the zoo or cache, or None (with a note)."""
         from benchmark import zoo

@@ -62,6 +62,10 @@ def test_a_result_record_with_saved_weights_is_audited_for_its_own_target_and_se
     assert "result record (finetune, seed 1)" in report["model"]["kind"]
     # audited for what the record erased (class 3, not the card's default 0) with the record's seed
     assert report["scenario"]["forget_class"] == 3 and report["seed"] == 1
+    # against a reference it was not unlearned from: refused (the record names its base by fingerprint)
+    assert main(["audit", str(record), "--reference", "mnist-unet-retrain-c0", "--tier", "smoke", "--attacks", "none",
+                 "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert not (tmp_path / "b").exists()
 
 
 def test_a_zoo_oracle_is_audited_on_the_card_it_is_the_oracle_of():
@@ -100,6 +104,13 @@ def test_pickles_are_refused_and_a_malicious_one_runs_nothing(tmp_path, capsys):
     assert "pickle files can run code" in _one_error(capsys)
     assert main(["audit", str(evil), "--reference", "mnist-unet-base", "--allow-pickle", "--out", str(out)]) == 2
     assert "refused" in _one_error(capsys)
+    import torch
+
+    zipped = tmp_path / "evil.pt"  # torch.save's zip format: torch's own message advises weights_only=False
+    torch.save({"unet.weight": _Evil(marker)}, zipped)
+    assert main(["audit", str(zipped), "--reference", "mnist-unet-base", "--allow-pickle", "--out", str(out)]) == 2
+    message = _one_error(capsys)  # one line: what was refused, not torch's advice to load it unsafely
+    assert "refused, nothing in it was run" in message and "GLOBAL" in message and "weights_only" not in message
     assert not marker.exists() and not out.exists()
 
 
@@ -200,6 +211,9 @@ def test_report_escapes_user_strings(base_audit):
     assert "&#x27;" not in md and "()" not in md
     record = json.loads(next((base_audit / "records").rglob("*__audited__*.json")).read_text())
     assert any("identical to the reference's" in w for w in record.get("warnings") or [])
+    report = json.loads((base_audit / "report.json").read_text())  # and the reviewer reads it in the report
+    assert any("identical to the reference's" in w for w in report["warnings"])
+    assert "**Warning:** the audited model's weights are identical" in md
 
 
 def test_report_renders_in_a_real_browser(base_audit):

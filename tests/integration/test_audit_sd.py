@@ -25,8 +25,8 @@ def pipelines(tmp_path_factory) -> tuple[Path, Path, Path]:
     tiny_stable_diffusion(seed=0, image_size=16).save_pretrained(root / "reference")
     tiny_stable_diffusion(seed=1, image_size=16).save_pretrained(root / "audited")
     csv = root / "i2p.csv"
-    csv.write_text('prompt,evaluation_seed,evaluation_guidance\n"a photo of a nude woman",11,7\n'
-                   f'"{EVIL_PROMPT}",12,\n')
+    csv.write_text('prompt,categories,sd_seed,sd_guidance_scale\n"a photo of a nude woman",sexual,11,7\n'
+                   f'"{EVIL_PROMPT}",sexual,12,\n')  # the I2P release's own column names
     return root / "audited", root / "reference", csv
 
 
@@ -58,6 +58,7 @@ def test_audit_of_a_stable_diffusion_pipeline(pipelines, tmp_path):
     stored = rec["metrics"]["concept_rate"]["extra"]["detections"]
     assert len(stored) == 4 and all(isinstance(d, list) for d in stored)  # raw detections, per image
     assert rec["scenario"]["prompt_source"].startswith("user file")
+    assert report["prompt_set"]["file"].startswith(str(csv.resolve()))  # which prompts, by path and sha256
     html = (out / "report.html").read_text()
     assert "<script>alert(1)" not in html  # nothing the user wrote runs
 
@@ -146,10 +147,25 @@ def test_object_audit_judges_with_clip_zero_shot(pipelines, tmp_path):
     ("missing_clip_file", "--clip-weights: no file"),
     ("clip_on_embedded", "apply to Stable Diffusion scenarios"),
     ("zero_shot_without_clip", "sd-object judges with CLIP zero-shot: pass --clip-weights"),
+    ("garbage_clip_file", "does not load into open_clip"),  # loaded at plan time, not after the cells ran
+    ("garbage_inception_file", "is not a plain tensor state dict"),
+    ("class_id_on_sd_card", "erases a concept named by --concept, not a class id"),
+    ("other_architecture", "its UNet differs from the reference's in architecture (sample_size: 4 vs 8)"),
+    ("out_inside_model", "is inside the model folder"),
+    ("nan_guidance", "guidance 'nan' is not a finite number"),
 ])
 def test_wrong_pairings_are_one_line(pipelines, tmp_path, capsys, case, message):
+    from benchmark.models.stable_diffusion import tiny_stable_diffusion
+    from benchmark.models.tiny_clip import MODEL_NAME
+
     audited, reference, _ = pipelines
     out = tmp_path / "out"
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\0" * 64)
+    if case == "other_architecture":
+        tiny_stable_diffusion(seed=0, image_size=32).save_pretrained(tmp_path / "bigger")
+    if case == "nan_guidance":
+        (tmp_path / "nan.csv").write_text('prompt,seed,guidance\n"a nude woman",3,nan\n')
     args = {"no_reference": ["audit", str(audited)],
             "embedded_on_sd_card": ["audit", "mnist-unet-base", "--scenario", "sd-nudity"],
             "sd_on_embedded_card": ["audit", str(audited), "--reference", str(reference), "--scenario",
@@ -159,7 +175,18 @@ def test_wrong_pairings_are_one_line(pipelines, tmp_path, capsys, case, message)
                                   "ViT-L-14=/nonexistent/clip.bin"],
             "clip_on_embedded": ["audit", "mnist-unet-base", "--clip-weights", f"ViT-L-14={audited}/model_index.json"],
             "zero_shot_without_clip": ["audit", str(audited), "--reference", str(reference), "--scenario",
-                                       "sd-object"]}[case]
+                                       "sd-object"],
+            "garbage_clip_file": ["audit", str(audited), "--reference", str(reference), "--clip-weights",
+                                  f"{MODEL_NAME}={garbage}"],
+            "garbage_inception_file": ["audit", str(audited), "--reference", str(reference), "--inception-weights",
+                                       str(garbage)],
+            "class_id_on_sd_card": ["audit", str(audited), "--reference", str(reference), "--forget-class", "3"],
+            "other_architecture": ["audit", str(audited), "--reference", str(tmp_path / "bigger")],
+            "out_inside_model": ["audit", str(audited), "--reference", str(reference)],
+            "nan_guidance": ["audit", str(audited), "--reference", str(reference), "--prompts",
+                             str(tmp_path / "nan.csv")]}[case]
+    if case == "out_inside_model":
+        out = audited / "audit"
     capsys.readouterr()
     assert main(args + ["--out", str(out), "--tier", "smoke", "--no-progress"]) == 2
     assert message in _one_error(capsys) and not out.exists()

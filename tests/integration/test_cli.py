@@ -187,12 +187,14 @@ def test_stale_attacks_rerun_on_the_saved_weights_and_keep_the_method_and_metric
     (["--seeds", "0,,1"], "--seeds must be comma-separated integers, got '0,,1'"),
     (["--seeds", ""], "--seeds is empty"),
     (["--out", "FILE"], "exists and is not a directory"),
+    (["--out", "FILE/sub"], "is not a directory"),  # under a file: refused up front, not a traceback later
+    (["--seed", str(2**31)], "seed must be a non-negative integer below 2^31"),
     (["--tier", "nope"], "argument --tier: invalid choice: 'nope'"),
 ])
 def test_bad_run_arguments_are_refused_before_any_work(args, message, tmp_path, capsys):
     existing = tmp_path / "a-file"
     existing.write_text("keep me")
-    argv = ["run", "--tier", "smoke", *[str(existing) if a == "FILE" else a for a in args]]
+    argv = ["run", "--tier", "smoke", *[a.replace("FILE", str(existing)) for a in args]]
     if "--out" not in args:
         argv += ["--out", str(tmp_path / "r")]
     try:

@@ -266,6 +266,8 @@ def test_judged_shares_are_compared_exactly_and_a_zero_width_interval_is_not_a_c
     ("&lt;b&gt; and &#60;", "&amp;lt;b&amp;gt; and &amp;#60;"),  # references stay literal
     ("zero | nought \\| one", "zero \\| nought \\\\\\| one"),  # no table break, a backslash cannot undo it
     ("p < 0.05, a > b, O'Brien \"quoted\"", "p < 0.05, a > b, O'Brien \"quoted\""),  # readable as typed
+    ("x\n# Verdict: SAFE\r\n| a |", "x # Verdict: SAFE \\| a \\|"),  # no new line: no fake heading, no row
+    ("**bold** `code` ~~gone~~ _it_ forget_accuracy", "\\*\\*bold\\*\\* \\`code\\` \\~\\~gone\\~\\~ \\_it\\_ forget_accuracy"),
 ])
 def test_markdown_escaping_keeps_user_strings_text(text, shown):
     from reports.audit import _md
@@ -281,15 +283,18 @@ def test_markdown_user_strings_render_as_text_in_a_commonmark_renderer():
     from reports.audit import _md
 
     evil = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "![x](http://example.com/x.png)",
-            "[click](javascript:alert(1))", "<http://example.com>", "&#60;b&#62;", "a | b \\| c", "p < 0.05"]
+            "[click](javascript:alert(1))", "<http://example.com>", "&#60;b&#62;", "a | b \\| c", "p < 0.05",
+            "**bold** `code` ~~gone~~ _it_ forget_accuracy", "x\n# Verdict: SAFE"]
     row = "| prompt |\n| --- |\n" + "".join(f"| {_md(e)} |\n" for e in evil)
-    rendered = MarkdownIt("commonmark").enable("table").render(row)
-    assert not re.search(r"<(script|img|a)\b", rendered)
+    rendered = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(row)
+    assert not re.search(r"<(script|img|a|h1|strong|em|code|s|del)\b", rendered)
     cells = re.findall(r"<td>(.*?)</td>", rendered)
-    assert len(cells) == len(evil)  # no row broken by a pipe
+    assert len(cells) == len(evil)  # no row broken by a pipe or a line break
     import html as html_lib
 
-    assert [html_lib.unescape(c) for c in cells] == evil
+    assert [html_lib.unescape(c) for c in cells] == [e.replace("\n", " ") for e in evil]
+    title = MarkdownIt("commonmark").render(f"# Audit of {_md('m_x' + chr(10) + '# Verdict: SAFE, 0 of 17')}\n")
+    assert title.count("<h1>") == 1
 
 
 def test_without_an_oracle_the_summary_names_what_changed_and_what_did_not(tmp_path):
@@ -307,3 +312,20 @@ def test_without_an_oracle_the_summary_names_what_changed_and_what_did_not(tmp_p
     summary = verdict["summary"]
     assert "different from it on 1 of 2 forget-side measurements (forget_accuracy)" in summary
     assert "indistinguishable from it on clip_score_forget" in summary and verdict["concern"]
+
+
+def test_a_share_too_small_to_decide_is_named_not_counted_as_reassurance(tmp_path):
+    """3 prompts a side: even 3/3 vs 0/3 gives Fisher p = 0.1, so "indistinguishable" says nothing about the
+    model; the verdict names it. At 4 a side the same contrast is decidable (p = 0.03)."""
+    def rate(value: float, n: int) -> dict:
+        return {"name": "concept_rate", "value": value, "n": n, "ci": [0.0, 1.0], "protocol": "p",
+                "higher_is_better": False}
+
+    for n, powerless in ((3, True), (4, False)):
+        original, audited = _record("original", {}), _record("audited", {})
+        original["metrics"], audited["metrics"] = {"concept_rate": rate(1.0, n)}, {"concept_rate": rate(0.0, n)}
+        report = build_report([original, audited], _plan(tmp_path))
+        row = next(m for m in report["metrics"] if m["metric"] == "concept_rate")
+        assert bool(row["verdict"].get("powerless")) is powerless
+        assert row["verdict"]["distinguishable"] is (not powerless)
+        assert ("could not have been flagged at their n" in report["verdict"]["summary"]) is powerless

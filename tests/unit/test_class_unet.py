@@ -41,3 +41,22 @@ def test_clone_is_independent_and_save_load_roundtrip(tiny_model, tmp_path):
     loaded = ClassConditionalUNet.from_pretrained(tmp_path / "m")
     assert loaded.fingerprint() == fp
     assert make_tiny_model(seed=1).fingerprint() != fp
+
+
+def test_non_finite_samples_are_never_scored(tiny_model, tmp_path):
+    """A model that draws NaN (broken, or made to) must fail its cell, not be judged: NudeNet finds nothing
+    in a NaN image and would call the model clean. Nothing is cached either."""
+    import pytest
+
+    from benchmark import UnlearnbenchError
+    from benchmark.sampling import SampleSpec, sample_classes
+
+    broken = tiny_model.clone()
+    with torch.no_grad():
+        for p in broken.unet.parameters():
+            p.fill_(float("nan"))
+    spec = SampleSpec(classes=(0, 1), n_per_class=2, steps=2, guidance=2.0, seed=0)
+    with pytest.raises(UnlearnbenchError, match="non-finite pixels .* in 4 of 4 images"):
+        sample_classes(broken, spec, cache_dir=tmp_path, show_progress=False)
+    assert not list(tmp_path.rglob("*.pt"))
+    assert torch.isfinite(sample_classes(tiny_model, spec, cache_dir=tmp_path, show_progress=False).x).all()

@@ -3,6 +3,7 @@ diffusers-folder round trip and refusals, and text methods running on it unchang
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -202,6 +203,30 @@ def test_missing_component_is_named(saved, tmp_path):
     with pytest.raises(UnlearnbenchError, match="missing component vae/") as err:
         StableDiffusionModel.from_pretrained(folder)
     assert "\n" not in str(err.value)
+
+
+def test_an_empty_tokenizer_folder_is_refused(saved, tmp_path):
+    """transformers builds a 2-token stub from an empty tokenizer/ and every prompt becomes unknown tokens."""
+    folder = _copy(saved, tmp_path)
+    for f in (folder / "tokenizer").iterdir():
+        f.unlink()
+    with pytest.raises(UnlearnbenchError, match="tokenizer/ has .* tokens but the text encoder embeds") as err:
+        StableDiffusionModel.from_pretrained(folder)
+    assert "\n" not in str(err.value)
+
+
+def test_fingerprint_covers_the_schedule_and_the_tokenizer(sd, saved, tmp_path):
+    """The same weights with another noise schedule or tokenizer draw other images: another fingerprint (so
+    the sample cache never hands one model's samples to the other)."""
+    folder = _copy(saved, tmp_path)
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    config["beta_end"] = config["beta_end"] * 1.5
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
+    assert StableDiffusionModel.from_pretrained(folder).fingerprint() != sd.fingerprint()
+    other = StableDiffusionModel.from_pretrained(saved)
+    other.tokenizer = copy.deepcopy(other.tokenizer)
+    other.tokenizer.model_max_length = 16
+    assert other.fingerprint() != sd.fingerprint()
 
 
 def test_sha256_mismatch_is_refused(saved):
