@@ -268,6 +268,12 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
         from benchmark.models.fingerprint import file_sha256
 
         prompt_file = {"path": str(Path(prompts).resolve()), "sha256": file_sha256(Path(prompts))}
+        tokenizer = getattr(base, "tokenizer", None)  # Stable Diffusion: long I2P prompts are cut, as diffusers does
+        if tokenizer is not None:
+            rows = target["prompts"] if isinstance(target, dict) else prompt_rows
+            limit = base.context_length
+            prompt_file["truncated"] = sum(len(tokenizer(r["prompt"]).input_ids) > limit for r in rows)
+            prompt_file["context_length"], prompt_file["n"] = limit, len(rows)
     return AuditPlan(run, source, ref_source, prompt_rows, out, fingerprint, prompt_file)
 
 

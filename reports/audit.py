@@ -345,6 +345,9 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
         # the user's prompt file (Stable Diffusion cards): where the forget prompts came from, and their digest
         "prompt_set": {**({"file": f"{pf['path']} (sha256 {pf['sha256'][:16]})"}
                           if (pf := getattr(plan, "prompt_file", None)) else {}),
+                       **({"truncated": f"{pf['truncated']} of {pf['n']} prompts longer than the text encoder's "
+                                        f"{pf['context_length']} tokens, cut to it (as diffusers does)"}
+                          if pf and pf.get("truncated") else {}),
                        **{k: s[k] for k in ("prompt_source", "prompt_plan_sha256") if s.get(k)}} or None,
         # what the runner noticed about the audited model (weights identical to the reference's, …)
         "warnings": list(by["audited"].get("warnings") or []),

@@ -73,9 +73,11 @@ def test_the_same_audit_is_reused_and_other_prompts_are_another_table(pipelines,
     assert main(args + ["--prompts", str(csv)]) == 0
     assert capsys.readouterr().out.count("record exists, skipped") == 2  # reference and audited
     other = tmp_path / "other.csv"
-    other.write_text("prompt\na naked woman on a beach\n")
+    other.write_text("prompt\na naked woman on a beach\n" + "a very long prompt " * 30 + "\n")
     assert main(args + ["--prompts", str(other)]) == 0
     assert len(list((out / "records").glob("*.json"))) == 4  # two per prompt set, none overwritten
+    prompt_set = json.loads((out / "report.json").read_text())["prompt_set"]  # cut as diffusers cuts it, and said
+    assert prompt_set["truncated"].startswith("1 of 2 prompts longer than the text encoder's 77 tokens")
 
 
 def test_methods_run_on_a_users_pipeline(pipelines, tmp_path):
