@@ -262,6 +262,9 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
     if ref_model is not None:
         run.base = base
     source = {**source, "fingerprint": fingerprint}
+    if hasattr(audited, "component_fingerprints") and hasattr(base, "component_fingerprints"):
+        mine, theirs = audited.component_fingerprints(), base.component_fingerprints()
+        source["changed_from_reference"] = [k for k in mine if mine[k] != theirs.get(k)]  # e.g. ["unet"]
     ref_source = {**ref_source, "fingerprint": base.fingerprint()}
     prompt_file = None
     if prompts:

@@ -557,6 +557,8 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         src = report.get(role) or {}
         what = src.get("path") or src.get("name") or "–"
         kind = f" ({esc(src['kind'])})" if src.get("kind") else ""
+        if src.get("changed_from_reference") is not None:  # Stable Diffusion: which components differ
+            kind += f"; changed from the reference: {esc(', '.join(src['changed_from_reference']) or 'nothing')}"
         fingerprint = str(src.get("fingerprint") or "")[:16]
         lines.append(f"| {role} | {esc(str(what))}{kind} | {f'`{fingerprint}`' if fingerprint else '–'} |")
     lines += ["", "## Attacks", "", "| attack | value | reference | audited | oracle | distinguishable | evidence |",

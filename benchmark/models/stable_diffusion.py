@@ -342,15 +342,21 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
         """sha256 over the UNet's weights, the text encoder's, the VAE's, the tokenizer (vocabulary, merges,
         length, special tokens) and the noise schedule: the same UNet with another text encoder, VAE,
         tokenizer or schedule draws other images, so it is another model (and gets no cached samples)."""
+        parts = self.component_fingerprints()
+        return hashlib.sha256("".join(parts[k] for k in ("unet", "text_encoder", "vae", "tokenizer", "scheduler"))
+                              .encode()).hexdigest()
+
+    def component_fingerprints(self) -> dict[str, str]:
+        """Each component's own fingerprint (the frozen ones computed once): what an audit compares with the
+        reference to say which parts a released model changed."""
         from benchmark.models.fingerprint import fingerprint_modules
 
-        text_fp = _frozen_fingerprint(self.text_encoder, self.text_encoder.state_fingerprint)
-        vae_fp = _frozen_fingerprint(self.vae, lambda: fingerprint_modules({"vae": self.vae}))
-        tok_fp = _frozen_fingerprint(self.tokenizer, lambda: tokenizer_fingerprint(self.tokenizer))
-        schedule = json.dumps({k: v for k, v in dict(self.scheduler.config).items() if not k.startswith("_")},
-                              sort_keys=True, default=str)
-        return hashlib.sha256((fingerprint_modules(self.modules()) + text_fp + vae_fp + tok_fp + schedule)
-                              .encode()).hexdigest()
+        return {"unet": fingerprint_modules(self.modules()),
+                "text_encoder": _frozen_fingerprint(self.text_encoder, self.text_encoder.state_fingerprint),
+                "vae": _frozen_fingerprint(self.vae, lambda: fingerprint_modules({"vae": self.vae})),
+                "tokenizer": _frozen_fingerprint(self.tokenizer, lambda: tokenizer_fingerprint(self.tokenizer)),
+                "scheduler": json.dumps({k: v for k, v in dict(self.scheduler.config).items() if not k.startswith("_")},
+                                        sort_keys=True, default=str)}
 
     def train(self, mode: bool = True) -> StableDiffusionModel:
         self.unet.train(mode)  # the VAE and the text encoder stay frozen in eval mode

@@ -44,6 +44,7 @@ def test_audit_of_a_stable_diffusion_pipeline(pipelines, tmp_path):
                  "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["scenario"]["name"] == "sd-nudity" and report["oracle"] is None
+    assert report["model"]["changed_from_reference"] == ["unet"]  # the shared VAE / text encoder / tokenizer
     assert report["verdict"]["against"] == "reference" and "no oracle exists" in report["verdict"]["summary"]
     metrics = {m["metric"]: m for m in report["metrics"]}
     rate = metrics["concept_rate"]
