@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from benchmark import UnlearnbenchError, __version__
 
@@ -409,12 +409,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if cmp.identical else 1
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (``timeout``, a batch scheduler's warning, ``kill``) stops a run as Ctrl-C does: the cell in
+    flight removes its side files and finished records are kept. Only in the main thread, and only where
+    nothing else (a test harness, an embedding program) installed a handler of its own."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo,
                 "check-method": cmd_check_method, "new-method": cmd_new_method, "audit": cmd_audit,
                 "compare": cmd_compare}
+    _terminate_as_interrupt()
     try:
         if args.command in ("run", "check-method", "zoo", "audit") or args.threads is not None:
             from benchmark.threads import configure_threads

@@ -434,6 +434,9 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
         values, attack_results, grid = _evaluate(run, cell, model, fp, path, shared, show_progress, timings)
         weights = _save_weights(model, path) if run.save_weights else None
     except KeyboardInterrupt:
+        if not path.exists():  # side files (grid, attack rows) written before the record: none without it
+            for side in _companions(path):
+                shutil.rmtree(side, ignore_errors=True) if side.is_dir() else side.unlink(missing_ok=True)
         raise
     except Exception as exc:  # noqa: BLE001 - one broken method must not stop the grid
         stage = exc.stage if isinstance(exc, CellFailure) else ("unlearn" if "unlearn" not in timings else "evaluation")

@@ -173,6 +173,24 @@ def test_sigkill_mid_grid_loses_nothing_finished_and_corrupts_nothing(tmp_path):
     assert "record exists, skipped" in rerun.stdout
 
 
+def test_sigterm_mid_cell_leaves_no_side_files_without_a_record(tmp_path):
+    """SIGTERM (timeout, a scheduler) stops a run as Ctrl-C does: the cell in flight has written its sample grid
+    but not its record, and takes the grid with it; exit 130 and one line."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--tier", "smoke", "--methods", "original",
+           "--attacks", "loss_threshold,relearning", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(out.glob("*.png")) and proc.poll() is None:
+        time.sleep(0.05)
+    assert not list(out.glob("*.json")), "the cell finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted; finished records are kept" in err
+    assert not [p for p in out.iterdir() if not p.with_suffix(".json").exists()], list(out.iterdir())
+
+
 def test_an_overlay_card_adds_budgets_without_changing_the_table(tmp_path, capsys):
     overlay = tmp_path / "mine.yaml"
     overlay.write_text("extends: mnist-class\ntiers:\n  smoke:\n    methods:\n      finetune: {steps: 2, batch_size: 16}\n")
