@@ -148,15 +148,25 @@ def test_bad_overrides_are_one_line_errors(args, message, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("unlearnbench: error:") and message in err[0], err
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _run_until(out: Path, methods: str, attacks: str, pattern: str) -> tuple[list[str], subprocess.Popen]:
+    """A smoke run in a child process, returned (command, process) once a file matching ``pattern`` is in
+    ``out`` (or the process ended, or 10 minutes passed)."""
+    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--tier", "smoke", "--methods", methods,
+           "--attacks", attacks, "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(out.glob(pattern)) and proc.poll() is None:
+        time.sleep(0.05)
+    return cmd, proc
+
+
 def test_sigkill_mid_grid_loses_nothing_finished_and_corrupts_nothing(tmp_path):
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--tier", "smoke", "--methods", "original,finetune,neggrad",
-           "--attacks", "none", "--out", str(out), "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not list(out.glob("*.json")):
-        time.sleep(0.2)
+    cmd, proc = _run_until(out, "original,finetune,neggrad", "none", "*.json")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = sorted(out.glob("*.json"))
@@ -165,7 +175,7 @@ def test_sigkill_mid_grid_loses_nothing_finished_and_corrupts_nothing(tmp_path):
     for p in first:
         json.loads(p.read_text())  # every record on disk is whole
     load_records(out)  # a half-written temp file (hidden, .tmp) is never read as a record
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert {r["method"]["name"] for r in load_records(out)} == {"original", "finetune", "neggrad"}
     for p, stamp in stamps.items():
@@ -177,13 +187,7 @@ def test_sigterm_mid_cell_leaves_no_side_files_without_a_record(tmp_path):
     """SIGTERM (timeout, a scheduler) stops a run as Ctrl-C does: the cell in flight has written its sample grid
     but not its record, and takes the grid with it; exit 130 and one line."""
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--tier", "smoke", "--methods", "original",
-           "--attacks", "loss_threshold,relearning", "--out", str(out), "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 600
-    while time.time() < deadline and not list(out.glob("*.png")) and proc.poll() is None:
-        time.sleep(0.05)
+    _, proc = _run_until(out, "original", "loss_threshold,relearning", "*.png")
     assert not list(out.glob("*.json")), "the cell finished before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
