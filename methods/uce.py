@@ -7,13 +7,20 @@ A closed-form edit of every cross-attention key and value projection W (no train
 
 where c_e are the text states of the concepts to erase, c*_e the states of their guide ("" by default:
 erase toward the unconditional output), and c_p the states of concepts to preserve (kept at W c_p).
-As in the released code (``train_erase.py``, technique "replace"): λ = 0.5, erase scale 1, preserve
-scale 0.1; the erased rows are the token states from the concept's last word through the end of the
-context, aligned with the guide's from its last word; preserved prompts contribute all their positions.
+As in the released code of the paper's experiments (``train-scripts/train_erase.py`` at bd5fb51, August
+2023, technique "replace"): λ = 0.5, erase scale 1; the preserved prompts are always the empty prompt ""
+(the unconditional branch classifier-free guidance relies on) plus the concepts to preserve, at preserve
+scale max(0.1, 1 / their number) unless set; the erased rows are the token states from the concept's last
+word through the end of the context, aligned with the guide's from its last word; preserved prompts
+contribute all their positions. (Before 2026-11-30 this adapter followed the July 2023 script, which
+preserved only the given concepts at 0.1 and "" only when none were given.)
 
 Text track: the erase prompts are the request's erase phrasings ("zero", "the digit 0"); the preserved
 concepts are, by default, the other values of the same axis ("one" … "nine", or the other colours),
-as the paper preserves the other artists when it erases one (``preserve: none`` keeps only "").
+as the released script preserves the other artists when it erases one (``preserve: none`` keeps only "",
+as it does for objects). Departure: the guide is "" for styles too, where the released artist recipe
+guides toward "art" (the embedded ink colours have no such generic style word). On Stable Diffusion
+cards ``remap_targets`` is the card's neutral prompt, so "axis" preserves "" and that prompt.
 Positions are found from the end-of-text token (our tokenizer pads with id 0, Stable Diffusion's with
 the end token; the released code counts the attention mask, which is the same position).
 """
@@ -35,7 +42,7 @@ from methods.base import track_of
 class UCEConfig:
     lamb: float = 0.5
     erase_scale: float = 1.0
-    preserve_scale: float = 0.1
+    preserve_scale: float | None = None  # None: max(0.1, 1 / number of preserved prompts), as released
     guide: str = ""  # the concept the erased one is mapped to ("" = unconditional)
     preserve: Literal["axis", "none"] = "axis"
     edit_keys: bool = True  # edit to_k as well as to_v (the released default)
@@ -84,7 +91,9 @@ class UCE(UnlearningMethod):
         for o, n in zip(old, new):  # align from the last word; keep the common length
             k = min(len(o), len(n))
             pairs.append((o[:k], n[:k]))
-        kept = edited.encode(preserve or [""])
+        kept_prompts = [""] + [p for p in preserve if p != ""]
+        kept = edited.encode(kept_prompts)
+        preserve_scale = cfg.preserve_scale if cfg.preserve_scale is not None else max(0.1, 1 / len(kept_prompts))
         with torch.no_grad():
             for layer in layers:
                 w = layer.weight
@@ -95,9 +104,10 @@ class UCE(UnlearningMethod):
                     mat1 += cfg.erase_scale * v.T @ c
                     mat2 += cfg.erase_scale * c.T @ c
                 for c in kept:
-                    mat1 += cfg.preserve_scale * layer(c).T @ c
-                    mat2 += cfg.preserve_scale * c.T @ c
+                    mat1 += preserve_scale * layer(c).T @ c
+                    mat2 += preserve_scale * c.T @ c
                 layer.weight.copy_(mat1 @ torch.linalg.inv(mat2))
-        stats = {"erase_prompts": erase, "guide": cfg.guide, "preserve_prompts": preserve,
+        stats = {"erase_prompts": erase, "guide": cfg.guide, "preserve_prompts": kept_prompts,
+                 "preserve_scale": preserve_scale,
                  "edited_layers": len(layers), "seconds": round(time.time() - t0, 3)}
         return UnlearnOutcome(edited, steps=0, stats=stats)

@@ -152,6 +152,24 @@ def test_uce_maps_the_concept_to_the_guide_and_keeps_preserved_concepts():
         assert (new_layer(kept) - old_layer(kept)).norm() < 0.5 * (old_layer(concept) - target).norm()
 
 
+def test_uce_always_preserves_the_empty_prompt_at_the_released_scale():
+    """As the paper's script (unified-concept-editing bd5fb51): "" (classifier-free guidance's unconditional
+    branch) is preserved beside the given concepts, at max(0.1, 1/number of preserved prompts)."""
+    from methods.uce import UCE, cross_attention_projections
+
+    model, request = tiny_text_model(), tiny_text_request("digit:3")
+    out = UCE().unlearn(model, request)
+    kept = out.stats["preserve_prompts"]
+    assert kept[0] == "" and len(kept) == 1 + len(request.remap_targets)
+    assert out.stats["preserve_scale"] == max(0.1, 1 / len(kept))
+    # with "" left out (the July 2023 script), the unconditional states move more
+    without = UCE(UCE.make_config({"preserve": "none", "preserve_scale": 1e-6})).unlearn(model, request).model
+    null = model.encode([""])[0]
+    old, new, loose = (cross_attention_projections(m)[0] for m in (model, out.model, without))
+    with torch.no_grad():
+        assert (new(null) - old(null)).norm() < (loose(null) - old(null)).norm()
+
+
 def test_esd_trains_only_its_parameter_subset():
     from methods.esd import ESD, ESDX
 
