@@ -4,11 +4,11 @@ retrained oracle (``-m slow``: ~5 min on 2 cores).
 1. Validity: every concept attack's headline value is high on the original (digit 0 is there) and low
    on the digit-0 oracle (it never was) — the measurement behind the README's attack table.
 2. The published claim that prompt attacks break UCE (UnlearnDiffAtk: 22% → 80% on SD nudity) is *not*
-   reproduced on the embedded model at this budget (card v2, seed 0: UCE's UnlearnDiffAtk ASR 1/8 = its
-   pre-attack 1/8; P4D 0/8 = pre); the test says so as a strict xfail, so an attack that starts breaking
-   UCE turns it red and the README's reading must be revisited.
+   reproduced on the embedded model at this budget (card v3, seed 0, UCE with the released preservation
+   term: UnlearnDiffAtk ASR 2/8 = its pre-attack 2/8; P4D 0/8 = pre); the test says so as a strict xfail, so
+   an attack that starts breaking UCE turns it red and the README's reading must be revisited.
 3. On ``mnist-text-style`` (erase red ink) the published claim *is* reproduced: UCE erases red from its
-   prompts (pre-attack ASR 0/8) and UnlearnDiffAtk and P4D bring it back (seed 0: 5/8 and 6/8), while the
+   prompts (pre-attack ASR 0/8) and UnlearnDiffAtk and P4D bring it back (seed 0: 8/8 and 5/8), while the
    same searches leave the red-ink oracle at its pre-attack 0/8 — the erased model still holds the style,
    the oracle never learnt it.
 """
