@@ -409,20 +409,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if cmp.identical else 1
 
 
-def _terminate_as_interrupt() -> None:
+def _terminate_as_interrupt() -> Any:
     """SIGTERM (``timeout``, a batch scheduler's warning, ``kill``) stops a run as Ctrl-C does: the cell in
     flight removes its side files and finished records are kept. Only in the main thread, and only where
-    nothing else (a test harness, an embedding program) installed a handler of its own."""
+    nothing else (a test harness, an embedding program) installed a handler of its own. Returns the function
+    that puts the default back (``main`` calls it on the way out, so a late SIGTERM ends the process plainly)."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        def interrupt(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
 
-        signal.signal(signal.SIGTERM, interrupt)
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -431,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list, "zoo": cmd_zoo,
                 "check-method": cmd_check_method, "new-method": cmd_new_method, "audit": cmd_audit,
                 "compare": cmd_compare}
-    _terminate_as_interrupt()
+    restore_sigterm = _terminate_as_interrupt()
     try:
         if args.command in ("run", "check-method", "zoo", "audit") or args.threads is not None:
             from benchmark.threads import configure_threads
@@ -450,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":

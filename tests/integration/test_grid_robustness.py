@@ -148,15 +148,19 @@ def test_bad_overrides_are_one_line_errors(args, message, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("unlearnbench: error:") and message in err[0], err
 
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _env(cache: Path | None = None) -> dict[str, str]:
+    """The child's environment, read when the test runs (the session's cache folder the conftest sets, or
+    ``cache``: an empty one, so that no cached sample or attack result shortens the cell)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", **({"UNLEARNBENCH_CACHE": str(cache)} if cache else {})}
 
 
-def _run_until(out: Path, methods: str, attacks: str, pattern: str) -> tuple[list[str], subprocess.Popen]:
+def _run_until(out: Path, methods: str, attacks: str, pattern: str,
+               cache: Path | None = None) -> tuple[list[str], subprocess.Popen]:
     """A smoke run in a child process, returned (command, process) once a file matching ``pattern`` is in
     ``out`` (or the process ended, or 10 minutes passed)."""
     cmd = [sys.executable, "-m", "benchmark.cli", "run", "--tier", "smoke", "--methods", methods,
            "--attacks", attacks, "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache),
                             start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and not list(out.glob(pattern)) and proc.poll() is None:
@@ -175,7 +179,7 @@ def test_sigkill_mid_grid_loses_nothing_finished_and_corrupts_nothing(tmp_path):
     for p in first:
         json.loads(p.read_text())  # every record on disk is whole
     load_records(out)  # a half-written temp file (hidden, .tmp) is never read as a record
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert {r["method"]["name"] for r in load_records(out)} == {"original", "finetune", "neggrad"}
     for p, stamp in stamps.items():
@@ -187,11 +191,11 @@ def test_sigterm_mid_cell_leaves_no_side_files_without_a_record(tmp_path):
     """SIGTERM (timeout, a scheduler) stops a run as Ctrl-C does: the cell in flight has written its sample grid
     but not its record, and takes the grid with it; exit 130 and one line."""
     out = tmp_path / "r"
-    _, proc = _run_until(out, "original", "loss_threshold,relearning", "*.png")
-    assert not list(out.glob("*.json")), "the cell finished before it could be interrupted"
+    _, proc = _run_until(out, "original", "loss_threshold,relearning", "*.png", cache=tmp_path / "cache")
+    assert proc.poll() is None and not list(out.glob("*.json")), "the cell ended before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted; finished records are kept" in err
+    assert proc.returncode == 130 and "interrupted; finished records are kept" in err, err[-3000:]
     assert not [p for p in out.iterdir() if not p.with_suffix(".json").exists()], list(out.iterdir())
 
 

@@ -244,7 +244,7 @@ def test_clip_errors_are_one_line(tmp_path, no_network):
     with pytest.raises(UnlearnbenchError) as e:
         LocalCLIP.from_file("ViT-B-32", tmp_path / "open_clip_model.safetensors")
     msg = _one_line(e)
-    assert "ViT-B-32" in msg and "open_clip_model.safetensors" in msg and "weights=" in msg
+    assert "ViT-B-32" in msg and "open_clip_model.safetensors" in msg and "--clip-weights ARCH=FILE" in msg
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"not weights")
     with pytest.raises(UnlearnbenchError) as e:
@@ -265,7 +265,7 @@ def test_inception_fid_without_the_weights_file_is_one_clear_line(tmp_path, no_n
         with pytest.raises(UnlearnbenchError) as e:
             inception_fidelity(x, x, missing)
         msg = _one_line(e)
-        assert INCEPTION_FILE in msg and "inception_weights=" in msg
+        assert INCEPTION_FILE in msg and "--inception-weights FILE" in msg
     bad = tmp_path / "pickled.pth"
     torch.save({"fc.weight": torch.zeros(1), "meta": _Payload()}, bad)
     with pytest.raises(UnlearnbenchError) as e:

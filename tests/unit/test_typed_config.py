@@ -165,8 +165,13 @@ def test_sd_cards_carry_the_methods_stable_diffusion_settings():
         by_tier = {tier: config(scenario, tier, "erasediff-fixed") for tier in ("smoke", "quick", "full")}
         assert len({(c.params, c.lr, c.lam, c.grad_clip, c.ema_decay) for c in by_tier.values()}) == 1, scenario
         assert by_tier["quick"].inner_steps == by_tier["full"].inner_steps
-        salun = config(scenario, "full", "salun")  # α = 0.1 on SD's latent-averaged L_r, as a summed-L_r weight
-        assert (salun.lr, salun.steps, salun.batch_size, salun.alpha * 4 * 64 * 64) == (1e-5, 100, 8, 0.1)
+        # SalUn: nudity's 1 epoch at α = 0.1, Imagenette's 5 epochs at α = 0.5 (latent-averaged L_r, as a
+        # summed-L_r weight); no condition dropout or clip on SD, as released; erasediff-remap drops no prompt
+        salun = config(scenario, "full", "salun")
+        steps, alpha = (500, 0.5) if scenario == "sd-object" else (100, 0.1)
+        assert (salun.lr, salun.steps, salun.batch_size, salun.alpha * 4 * 64 * 64) == (1e-5, steps, 8, alpha)
+        assert (salun.label_dropout, salun.grad_clip) == (0.0, None)
+        assert config(scenario, "full", "erasediff-remap").label_dropout == 0.0
         esd = config(scenario, "full", "esd-x" if scenario == "sd-style" else "esd-u")
         assert (esd.steps, esd.lr, esd.negative_guidance) == (1000, 1e-5, 1.0)
 
