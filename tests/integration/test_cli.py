@@ -96,7 +96,10 @@ def test_attacks_can_be_chosen_and_earlier_attack_results_are_kept(smoke_run, tm
 
 def test_rerun_skips_existing_cells_and_leaderboard_renders(smoke_run, capsys):
     assert main(["run", "--tier", "smoke", "--out", str(smoke_run), "--methods", "original", "--no-progress"]) == 0
-    assert "record exists, skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "record exists, skipped" in out and f"the folder's {len(METHODS_RUN) - 1} other record(s)" in out
+    board = (smoke_run / "leaderboard.md").read_text()  # one method run into a folder adds, never replaces
+    assert all(f"| {name} " in board for name in METHODS_RUN)
     assert main(["leaderboard", str(smoke_run), "--no-write"]) == 0
     text = capsys.readouterr().out
     assert "forget acc ↓ (n=8)" in text and "FID[mnist-judge] ↓" in text and "retain acc ↑ (n=72)" in text
