@@ -76,7 +76,7 @@ def family_of(model: DiffusionModel) -> str:
 
 SEED_COLUMNS = ("seed", "sd_seed", "evaluation_seed")  # ours, I2P's (AIML-TUDA/i2p), UnlearnDiffAtk's
 GUIDANCE_COLUMNS = ("guidance", "sd_guidance_scale", "evaluation_guidance")
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range, as for --seed
+PROMPT_MAX_SEED = 2**63 - 1  # a prompt row's seed seeds torch.Generator directly (run seeds: runner.MAX_SEED)
 
 
 def _row_number(value: str, what: str, where: str) -> float:
@@ -120,7 +120,7 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
         seed = row[at_seed].strip() if at_seed is not None else ""
         guidance = row[at_guidance].strip() if at_guidance is not None else ""
         seed_value = _row_number(seed, "seed", where) if seed else 0.0
-        if not seed_value.is_integer() or not 0 <= seed_value <= MAX_SEED:
+        if not seed_value.is_integer() or not 0 <= seed_value <= PROMPT_MAX_SEED:
             raise UnlearnbenchError(f"{where}: seed {seed!r} is not a whole number in [0, 2^63)")
         guidance_value = _row_number(guidance, "guidance", where) if guidance else None
         if guidance_value is not None and guidance_value < 0:

@@ -264,16 +264,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                              force=args.force)]
     records = [validate_record(json.loads(p.read_text()), str(p)) for p in paths]
     print()
-    print(render(records))  # this run's cells
     # the files cover every record in --out, as `unlearnbench leaderboard OUT` would: a run of one more method
-    # into a folder of baselines adds its row instead of replacing the table
+    # into a folder of baselines adds its row instead of replacing the table; the terminal shows this run's cells
     ours = {p.name for p in paths}
     try:
         others = [r for name, r in load_records_by_name(args.out).items() if name not in ours]
     except UnlearnbenchError as exc:  # an unreadable file in --out must not cost the run its table
         print(f"note: leaderboard.md covers this run's records only ({exc})")
         others = []
-    render(records + others, out_dir=args.out)
+    print(render(records, out_dir=None if others else args.out))
+    if others:
+        render(records + others, out_dir=args.out)
     print(f"\nrecords in {args.out}/; leaderboard.md / leaderboard.csv there cover "
           + (f"them and the folder's {len(others)} other record(s)" if others else "them"))
     failed = runner.failed_cells(paths)

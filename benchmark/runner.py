@@ -28,9 +28,9 @@ from benchmark.results import environment, git_commit, new_record, record_filena
 from benchmark.scenarios import Scenario, load_scenario
 
 DEFAULT_SMOKE_MAX_STEPS = 4
-MAX_SEED = 2**31  # run and audit seeds lie in [0, MAX_SEED)
 """Optimiser-step cap of a plug-in's smoke cell when neither the card nor the adapter declares a smoke
 budget: the built-ins' smoke budget, so a plug-in's smoke tier is as cheap as theirs."""
+MAX_SEED = 2**31  # run and audit seeds lie in [0, MAX_SEED)
 
 
 @dataclass
@@ -256,6 +256,12 @@ def _companions(path: Path) -> list[Path]:
     return [path.with_suffix(".png"), path.with_suffix(".attacks"), path.with_suffix(".weights")]
 
 
+def _remove(paths: list[Path]) -> None:
+    """Delete files and folders among ``paths`` (missing ones are fine)."""
+    for side in paths:
+        shutil.rmtree(side, ignore_errors=True) if side.is_dir() else side.unlink(missing_ok=True)
+
+
 def adopt_legacy(legacy: Path, path: Path, ident: CellIdentity, log: Any) -> bool:
     """Move a record written before records carried a code identity to its identity-keyed name, if it
     matches this cell and its method's sources at the record's commit equal today's (else leave it)."""
@@ -400,8 +406,7 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
         old = _read(legacy) or {}
         if (old.get("scenario", {}).get("config_hash") == ident.scenario_hash
                 and (old.get("method") or {}).get("config") == ident.config):
-            for side in [legacy, *_companions(legacy)]:
-                shutil.rmtree(side, ignore_errors=True) if side.is_dir() else side.unlink(missing_ok=True)
+            _remove([legacy, *_companions(legacy)])
     if not force:
         if not path.exists() and legacy.exists():
             adopt_legacy(legacy, path, ident, log)
@@ -435,8 +440,7 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
         weights = _save_weights(model, path) if run.save_weights else None
     except KeyboardInterrupt:
         if not path.exists():  # side files (grid, attack rows) written before the record: none without it
-            for side in _companions(path):
-                shutil.rmtree(side, ignore_errors=True) if side.is_dir() else side.unlink(missing_ok=True)
+            _remove(_companions(path))
         raise
     except Exception as exc:  # noqa: BLE001 - one broken method must not stop the grid
         stage = exc.stage if isinstance(exc, CellFailure) else ("unlearn" if "unlearn" not in timings else "evaluation")
@@ -445,8 +449,7 @@ def execute_cell(run: RunPlan, cell: MethodCell, shared: _Shared, show_progress:
         record = _record(run, cell, ident, shared, status="failed", failure={"stage": stage, "reason": reason},
                          meter=meter, timings=timings)
         write_record(record, path)
-        for side in _companions(path):  # a failed cell keeps no side files of an earlier, different run
-            shutil.rmtree(side, ignore_errors=True) if side.is_dir() else side.unlink(missing_ok=True)
+        _remove(_companions(path))  # a failed cell keeps no side files of an earlier, different run
         log(f"[{cell.name}] FAILED in {stage}: {reason} → {path}")
         shared.failures.append(f"{cell.name}: {reason}")
         return path

@@ -80,7 +80,7 @@ def smoke_run(cls: type, name: str, out_dir: Path | None, device: str = "cpu",
                            overrides={name: dict(overrides)} if overrides else None)
         plan.max_steps = max_steps
         paths = runner.execute(plan, show_progress=False, force=True, log=lambda *_: None)
-        records = {json.loads(p.read_text())["method"]["name"]: json.loads(p.read_text()) for p in paths}
+        records = {r["method"]["name"]: r for r in (json.loads(p.read_text()) for p in paths)}
     return {"records": records, "out": Path(out_dir) if out_dir else None}
 
 

@@ -289,6 +289,19 @@ def damaged_utility(audited_metrics: dict[str, Any], other_metrics: dict[str, An
     return None
 
 
+def _prompt_set(prompt_file: dict[str, Any] | None, scenario: dict[str, Any]) -> dict[str, str] | None:
+    """Where the forget prompts came from: the user's prompt file (path, sha256, how many prompts were cut at
+    the text encoder's context) and the record's prompt source and plan digest; None when there is nothing."""
+    out = {}
+    if prompt_file:
+        out["file"] = f"{prompt_file['path']} (sha256 {prompt_file['sha256'][:16]})"
+        if prompt_file.get("truncated"):
+            out["truncated"] = (f"{prompt_file['truncated']} of {prompt_file['n']} prompts longer than the text "
+                                f"encoder's {prompt_file['context_length']} tokens, cut to it (as diffusers does)")
+    out.update({k: str(scenario[k]) for k in ("prompt_source", "prompt_plan_sha256") if scenario.get(k)})
+    return out or None
+
+
 def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any]:
     by = {r["method"]["name"]: r for r in records_list}
     records = {"audited": by["audited"], "reference": by["original"], "oracle": by.get("retrain")}
@@ -342,13 +355,7 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
         "metrics": metrics, "attacks": attacks,
         "attack_values": _attack_values(records),  # the rest of each attack's values (probe grids): no verdict
         "prompts": plan.prompts,
-        # the user's prompt file (Stable Diffusion cards): where the forget prompts came from, and their digest
-        "prompt_set": {**({"file": f"{pf['path']} (sha256 {pf['sha256'][:16]})"}
-                          if (pf := getattr(plan, "prompt_file", None)) else {}),
-                       **({"truncated": f"{pf['truncated']} of {pf['n']} prompts longer than the text encoder's "
-                                        f"{pf['context_length']} tokens, cut to it (as diffusers does)"}
-                          if pf and pf.get("truncated") else {}),
-                       **{k: s[k] for k in ("prompt_source", "prompt_plan_sha256") if s.get(k)}} or None,
+        "prompt_set": _prompt_set(getattr(plan, "prompt_file", None), s),
         # what the runner noticed about the audited model (weights identical to the reference's, …)
         "warnings": list(by["audited"].get("warnings") or []),
         "records": {role: rec.get("identity") for role, rec in records.items() if rec},

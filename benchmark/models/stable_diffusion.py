@@ -212,6 +212,7 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
         self.num_train_timesteps = scheduler.config.num_train_timesteps
         self._acp = scheduler.alphas_cumprod.to(torch.float32)
         self._cache: dict[str, Tensor] = {}  # prompt → states, on the model's device (cleared by ``to``)
+        self.weight_files: dict[str, list[Path]] = {}  # per component, the files ``from_pretrained`` read
 
     # construction / persistence ---------------------------------------------------------------------
     @classmethod
@@ -287,7 +288,7 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
         model = cls(unet.float(), vae.float(), text.float(), tokenizer, scheduler)
         model.weight_files = {comp: sorted((path / comp).glob("*.safetensors")) if safe[comp] else
                               sorted(p for p in (path / comp).iterdir() if p.suffix in PICKLE_SUFFIXES)
-                              for comp in WEIGHTED}  # what was read, per component: for the audit's provenance
+                              for comp in WEIGHTED}  # for the audit's provenance
         return model
 
     def save_pretrained(self, path: str | Path) -> None:
