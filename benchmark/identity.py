@@ -7,10 +7,19 @@ distribution that ships it and a sha256 over the source files of its class and e
 the public contract (``benchmark.api``). So a changed method, card or budget never silently reuses or
 overwrites another's record: the file name carries a short hash of the first three, and a record whose
 code identity differs is stale and recomputed (the runner says so).
+
+Two hashes make the code identity. ``source_sha256`` covers the files' bytes. ``behaviour_sha256`` covers
+the code Python runs: each file parsed, its docstrings and other bare string statements dropped (comments
+never reach the syntax tree), and printed back by ``ast.unparse``. A record is today's when either hash
+matches (``same_code``), so correcting a docstring or a comment — where a method's departures from its
+paper are named — keeps its records, while any change to what runs still makes them stale. Records
+written before ``behaviour_sha256`` existed match by bytes only. ``ast.unparse``'s layout can differ
+between Python versions; that can only make a record look stale, never make changed code look the same.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
@@ -61,15 +70,54 @@ def _display(path: Path) -> str:
         return path.name
 
 
-def code_identity(cls: type, files: list[Path] | None = None) -> dict[str, Any]:
-    """``{"distribution", "version", "source_sha256", "files"}`` for a method (or attack) class: a sha256
-    over ``files`` (default: ``source_files(cls)``), each file's repository path and bytes in turn."""
+class _DropStringStatements(ast.NodeTransformer):
+    """Removes bare string statements (docstrings, attribute notes); a body left empty gets ``pass``."""
+
+    def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return None
+        return node
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        if getattr(node, "body", None) == []:
+            node.body = [ast.Pass()]
+        return node
+
+
+def behaviour_source(source: bytes | str) -> str:
+    """Python ``source`` as it runs: without comments, docstrings or other bare string statements, in
+    ``ast.unparse``'s layout. Two files with the same result differ only in documentation and formatting."""
+    return ast.unparse(_DropStringStatements().visit(ast.parse(source)))
+
+
+def files_sha256(files: list[Path], behaviour: bool = False) -> str:
+    """sha256 over ``files``, each file's repository path and then its bytes (or, with ``behaviour``, its
+    ``behaviour_source``) in turn."""
     digest = hashlib.sha256()
-    files = source_files(cls) if files is None else files
     for path in files:
         digest.update(_display(path).encode() + b"\0")
-        digest.update(path.read_bytes())
-    return {**_distribution(cls.__module__), "source_sha256": digest.hexdigest(), "files": [_display(p) for p in files]}
+        data = path.read_bytes()
+        digest.update(behaviour_source(data).encode() if behaviour and path.suffix == ".py" else data)
+    return digest.hexdigest()
+
+
+def code_identity(cls: type, files: list[Path] | None = None) -> dict[str, Any]:
+    """``{"distribution", "version", "source_sha256", "behaviour_sha256", "files"}`` for a method (or attack)
+    class over ``files`` (default: ``source_files(cls)``); see the module docstring."""
+    files = source_files(cls) if files is None else files
+    return {**_distribution(cls.__module__), "source_sha256": files_sha256(files),
+            "behaviour_sha256": files_sha256(files, behaviour=True), "files": [_display(p) for p in files]}
+
+
+def same_code(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """True when a record's code identity ``recorded`` is ``current``'s: the same source bytes, or the same
+    code with documentation set aside (``behaviour_sha256``, where the record has one)."""
+    recorded = recorded or {}
+    if recorded.get("source_sha256") == current["source_sha256"]:
+        return True
+    return recorded.get("behaviour_sha256") is not None and recorded.get("behaviour_sha256") == current.get(
+        "behaviour_sha256")
 
 
 def _package_closure(cls: type, package: str) -> list[Path]:

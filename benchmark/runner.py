@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import UnlearnbenchError
-from benchmark.identity import attack_code_identity, cell_key, code_identity, sources_at_commit_match
+from benchmark.identity import (
+    attack_code_identity,
+    cell_key,
+    code_identity,
+    same_code,
+    sources_at_commit_match,
+)
 from benchmark.registry import ATTACKS, METHODS, METRICS
 from benchmark.results import environment, git_commit, new_record, record_filename, write_record
 from benchmark.scenarios import Scenario, load_scenario
@@ -226,7 +232,7 @@ def stale_attacks(rec: dict[str, Any] | None, attacks: list[MethodCell]) -> list
         entry = have.get(a.name) or {}
         code = entry.get("code") or {}
         if (entry.get("status") == "failed" or entry.get("config") != a.config_dict
-                or code.get("source_sha256") != attack_code_identity(a.cls)["source_sha256"]):
+                or not same_code(code, attack_code_identity(a.cls))):
             out.append(a.name)
     return out
 
@@ -245,7 +251,7 @@ def method_verdict(rec: dict[str, Any] | None, ident: CellIdentity) -> str:
     if ident.base is not None and (rec.get("model") or {}).get("base_fingerprint") != ident.base:
         return "the reference model changed"
     code = method.get("code") or {}
-    if code.get("source_sha256") != ident.code["source_sha256"] or code.get("version") != ident.code["version"]:
+    if not same_code(code, ident.code) or code.get("version") != ident.code["version"]:
         return (f"stale: the method's code changed since the record (sources {str(code.get('source_sha256'))[:12]} "
                 f"→ {ident.code['source_sha256'][:12]}, version {code.get('version')} → {ident.code['version']})")
     return ""

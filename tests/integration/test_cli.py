@@ -160,10 +160,10 @@ def test_stale_attacks_rerun_on_the_saved_weights_and_keep_the_method_and_metric
     assert main(args) == 0
     path = next(tmp_path.glob("mnist-class__c0__neggrad__*.json"))
     first = json.loads(path.read_text())
-    assert first["attacks"]["pia"]["code"]["source_sha256"] and "attacks/mia/pia.py" in first["attacks"]["pia"]["code"]["files"]
+    assert first["attacks"]["pia"]["code"]["behaviour_sha256"] and "attacks/mia/pia.py" in first["attacks"]["pia"]["code"]["files"]
     # the attack code "changed" since the record: only that attack runs again, on the saved weights
     edited = json.loads(path.read_text())
-    edited["attacks"]["pia"]["code"]["source_sha256"] = "an older version of the attack"
+    edited["attacks"]["pia"]["code"].update(source_sha256="an older version of the attack", behaviour_sha256="an older version of the attack")
     edited["attacks"]["pia"]["values"]["auc_forget"]["value"] = -1.0
     path.write_text(json.dumps(edited))
     capsys.readouterr()
@@ -179,7 +179,7 @@ def test_stale_attacks_rerun_on_the_saved_weights_and_keep_the_method_and_metric
     # saved weights that are not the record's model are never used: the cell is recomputed whole
     edited = json.loads(path.read_text())
     edited["model"]["fingerprint"] = "0" * 64
-    edited["attacks"]["pia"]["code"]["source_sha256"] = "stale again"
+    edited["attacks"]["pia"]["code"].update(source_sha256="stale again", behaviour_sha256="stale again")
     path.write_text(json.dumps(edited))
     assert main(args) == 0
     assert "recomputing the cell" in capsys.readouterr().out  # the loader's own fingerprint check refuses them

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from benchmark.expectations import check_expectation, parse_expectation
-from benchmark.identity import cell_key, code_identity
+from benchmark.identity import behaviour_source, cell_key, code_identity, same_code
 from benchmark.threads import choose_threads
 from reports.leaderboard import label_rows
 
@@ -35,8 +35,25 @@ def test_code_identity_changes_with_the_source(tmp_path):
     first = load()
     assert any(f.endswith("methods/finetune.py") for f in first["files"]) and "methods/base.py" in first["files"]
     assert not any("api.py" in f for f in first["files"])  # the public contract is not the method's code
-    src.write_text(src.read_text() + "# edited\n")
-    assert load()["source_sha256"] != first["source_sha256"]
+    src.write_text(src.read_text() + "# edited\n")  # documentation: other bytes, the same code
+    commented = load()
+    assert commented["source_sha256"] != first["source_sha256"]
+    assert commented["behaviour_sha256"] == first["behaviour_sha256"] and same_code(first, commented)
+    src.write_text(src.read_text().replace("name = 'a'", "name = 'b'"))  # code: stale by both hashes
+    changed = load()
+    assert changed["behaviour_sha256"] != first["behaviour_sha256"] and not same_code(first, changed)
+    assert not same_code({"source_sha256": first["source_sha256"]}, commented)  # an old record: bytes only
+
+
+def test_behaviour_source_sets_documentation_aside_and_nothing_else():
+    plain = "def f(x):\n    return x + 1\n"
+    documented = ('"""Module."""\n# a comment\ndef f(x):  # trailing\n    """Adds one (departs from the paper: none)."""\n'
+                  '    "a note"\n    return (x +\n            1)\n')
+    assert behaviour_source(documented) == behaviour_source(plain)
+    assert behaviour_source("class A:\n    \"\"\"Only a docstring.\"\"\"\n") == "class A:\n    pass"
+    assert behaviour_source(plain) != behaviour_source(plain.replace("+ 1", "+ 2"))
+    assert behaviour_source("x = 'a string value'\n") != behaviour_source("x = 'another'\n")  # data, not a note
+    assert behaviour_source("f('log message')\n") != behaviour_source("f('other message')\n")
 
 
 @pytest.mark.parametrize("cores, busy, workers, threads", [(2, 0, 1, 2), (2, 1, 1, 1), (2, 3, 1, 1), (8, 2, 2, 3),
