@@ -12,8 +12,9 @@ replaced, and it is *minimised*, so the forgotten class follows a wrong trajecto
 - ``remap`` (the released code's "rl" variant, registered as ``erasediff-remap``): target = stopgrad
   ε_θ(x_t, t, c′) with c′ drawn uniformly from the other classes per sample (the released code draws one
   class per batch, from 1–9 whatever the forget class — a bug not reproduced) (text track: the forget
-  caption with the concept's phrase replaced by another concept's, e.g. "zero in red" → "seven in red";
-  the paper's SD setting remaps to another prompt the same way).
+  caption with the concept's phrase replaced by another concept's, e.g. "zero in red" → "seven in red").
+  Departure on Stable Diffusion: the released SD scripts replace the *whole* caption with one fixed prompt
+  ("a photo of a pokemon"); ours replaces only the concept's phrase, with the card's neutral prompt.
 
 Label dropout as released: the retain pass never drops the condition; the forget passes of ``remap``
 (prediction and remap target, independent draws) drop it with p = 0.1 (``label_dropout``), those of
@@ -36,8 +37,20 @@ What the inner loop does depends on how ∇g is read, a named option (``constrai
   identity): the inner solution now shapes the update, which pushes θ only where the forget loss is
   still above what K steps could reach.
 
-``EraseDiffFixed`` is the released code's default (fixed λ = 0.1 for DDPM, 1.0 for SD). The released
-code's own adaptive path used a cosine, λ = max(0, η − cos(g_r, g_f)); not the paper's rule, not used.
+The released code's default (JingWu321/EraseDiff at HEAD) is a fixed λ (0.1 for DDPM, 1.0 for SD) with
+the pseudo-label target only: our ``erasediff-remap`` with ``lambda_mode=fixed``. Its uniform-noise
+branch is commented out (DDPM) or absent (SD); ``erasediff`` and ``EraseDiffFixed`` keep the paper's
+uniform-noise target, with the paper's adaptive λ_t and the released fixed λ respectively. The released
+adaptive path used a cosine, λ = max(0, η − cos(g_r, g_f)); not the paper's rule, not used.
+
+Departures from the released code, each named (docs/method_fidelity.md has the line-by-line reading):
+- K: the released code runs K inner *epochs* over D_f per block, through the outer Adam; ours runs K
+  minibatch steps of a separate Adam per outer step. In the default ``"value"`` mode this changes only the
+  logged g and the cost, not the weights; in ``"difference"`` mode it is a real departure.
+- Timesteps: the released DDPM code draws antithetic pairs (t, T−1−t); ours draws them independently and
+  uniformly (the same distribution, a different variance).
+- The released ``train_ours`` calls an undefined ``criteria``; our mean-squared error is its evident intent
+  (SalUn's released code, from which it derives, uses ``MSELoss()``).
 Bugs of the released code avoided here: the inner loop shared the outer Adam (its state leaked);
 the forget batch reused the retain batch's timesteps; the remap label assumed forget class 0.
 

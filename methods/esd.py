@@ -16,9 +16,11 @@ embedding and the output layer, as the released code's "noxattn" (for a concept 
 the prompt, e.g. an object or nudity).
 
 Timestep of the loss: t is the DDIM timestep reached after the t_enc steps, so the loss is taken at the
-noise level of x_t (as in the newest released trainer; the CompVis script and the first diffusers port
-land within one DDIM stride of it). x_t comes from the model being trained, as in the CompVis script and
-the first diffusers port (the newest trainer draws it from the frozen base instead).
+noise level of x_t, as in the newest released trainer. The first diffusers port lands within one DDIM
+stride of it; the CompVis ``train-esd.py`` does not: its x_t sits 2–3 strides (39–58 DDPM steps) less noisy
+than the timestep it trains (a departure kept on purpose: ours is self-consistent). x_t comes from the
+model being trained, as in the CompVis script and the first diffusers port (the newest trainer draws it
+from the frozen base instead).
 Text track only: a class-conditional model has no prompts to negate (the class embedding analogue is
 the class track's methods).
 """

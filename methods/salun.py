@@ -2,7 +2,7 @@
 Weight Saliency in Both Image Classification and Generation", ICLR 2024.
 
 (1) Saliency mask: accumulate ∇_θ L_f of the ordinary conditional denoising loss over all of D_f at the
-original weights (Gaussian ε, per-batch gradient clipped to norm 1 as in the released code), take
+original weights (Gaussian ε, per-batch gradient clipped to norm 1; see the departures below), take
 |·|, and keep the top ``mask_fraction`` (50%) of weights network-wide. (2) Random-label unlearning on
 the masked weights only:
 
@@ -23,6 +23,16 @@ config has ``ema: False`` and samples the raw weights). The mask follows the rel
 gradient clipped to norm 1, accumulated over D_f, |·|, global top-k. The released code built the mask
 from the classifier-free-guided output (w = 2); here the mask uses the plain conditional loss (the
 paper's definition) — a departure.
+
+Further departures from the released code (docs/method_fidelity.md has the line-by-line reading):
+- Mask clip: the released DDPM code clips the gradient of a pixel-*summed* loss to norm 1, which in
+  effect normalises every batch; ours clips the gradient of the pixel-*averaged* loss, C·H·W times
+  smaller and often below 1, so batches count by their raw norm. The saliency ranking can differ
+  slightly. The released SD mask script does not clip at all.
+- Clip and mask during unlearning: the released code clips the full gradient, then masks it; ours masks,
+  then the harness clips the masked gradient.
+- Timesteps: the released DDPM code draws antithetic pairs (t, T−1−t); ours draws them independently
+  and uniformly (the same distribution, a different variance).
 """
 
 from __future__ import annotations

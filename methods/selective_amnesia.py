@@ -20,7 +20,11 @@ The released code's denoising losses are summed over pixels (and so is the Fishe
 terms here are scaled the same way so that λ = 10 keeps its meaning. Differences from the released code,
 on purpose: images for the Fisher are in the model's [−1, 1]
 range (the code fed [0, 1] tensors), and replay / Fisher samples come from this harness's seeded DDIM
-sampler with classifier-free guidance rather than the 1,000-step ancestral sampler.
+sampler with classifier-free guidance rather than the 1,000-step ancestral sampler. Also departing
+(docs/method_fidelity.md has the line-by-line reading): the released code estimates the Fisher on the
+same generated images it replays, ours draws the replay set separately (seed + 1); and the released code
+shares one antithetic timestep vector (t, T−1−t) between the forget and replay terms, ours draws each
+term's timesteps independently and uniformly (the same distribution, a different variance).
 
 Text track (SA's Stable Diffusion setting, with departures stated): the surrogate is not noise but
 images of another concept generated once by the original model and trained under the forget captions.

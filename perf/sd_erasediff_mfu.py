@@ -266,7 +266,7 @@ def meta_pass_flops(unet_config: dict[str, Any], batch: int, subset: str, contex
     from diffusers import UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from benchmark.models.text_unet import unet_parameters
+    from benchmark.models.guided_ddim import unet_parameters
 
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config)

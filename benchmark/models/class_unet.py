@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise
+from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise, unet_parameters
 
 
 class EmbeddingOrVector(nn.Embedding):
@@ -122,15 +122,7 @@ class ClassConditionalUNet(ScheduledUNet, DiffusionModel):
                                                 seed=seed).to(self.device)
 
     def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
-        named = list(self.unet.named_parameters())
-        if subset == "all":
-            return [p for _, p in named]
-        is_x = [("attn2" in n) for n, _ in named]  # a class UNet has no cross-attention
-        if subset == "xattn":
-            return [p for (_, p), x in zip(named, is_x) if x]
-        if subset == "noxattn":
-            return [p for (_, p), x in zip(named, is_x) if not x]
-        raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")
+        return unet_parameters(self.unet, subset)
 
     def encode(self, conditions: Any) -> Tensor:
         if torch.is_tensor(conditions) and conditions.is_floating_point():

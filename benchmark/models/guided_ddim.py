@@ -1,6 +1,6 @@
 """What the UNet wrappers share: the DDIM loop with classifier-free guidance, the noise schedule /
 ε-prediction plumbing (``ScheduledUNet``) and, for the text-to-image wrappers, prompt conditioning through
-a frozen text encoder (``PromptConditioned``).
+a frozen text encoder (``PromptConditioned``), and the parameter subsets methods train (``unet_parameters``).
 
 Deterministic DDIM (η = 0) without x̂0 clipping (DDIM's clip_sample clamps x̂0 but keeps the unclamped ε;
 under strong guidance that mismatch wrecks samples), final images clamped to [−1, 1]. The guidance
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from diffusers import DDIMScheduler
-from torch import Tensor
+from torch import Tensor, nn
 
 from benchmark import UnlearnbenchError
 
@@ -119,3 +119,22 @@ class PromptConditioned:
 
     def _unet_kwargs(self, cond: Tensor) -> dict[str, Tensor]:
         return {"encoder_hidden_states": cond}
+
+
+NOXATTN_EXCLUDED_PREFIXES = ("time_embedding", "time_proj", "conv_out", "conv_norm_out")
+
+
+def unet_parameters(unet: nn.Module, subset: str = "all") -> list[nn.Parameter]:
+    """A diffusers UNet's parameters: all, the cross-attention layers (``attn2``), or ``noxattn`` —
+    the released ESD / EraseDiff selection: every weight except cross-attention, the time embedding and
+    the output layer (CompVis ``time_embed`` / ``out.``; diffusers ``time_embedding`` / ``conv_norm_out``,
+    ``conv_out``). A class-conditional UNet has no cross-attention: ``xattn`` is empty and ``noxattn`` is
+    every weight but the time embedding and the output layer, as for the others."""
+    named = list(unet.named_parameters())
+    if subset == "all":
+        return [p for _, p in named]
+    if subset == "xattn":
+        return [p for n, p in named if "attn2" in n]
+    if subset == "noxattn":
+        return [p for n, p in named if "attn2" not in n and not n.startswith(NOXATTN_EXCLUDED_PREFIXES)]
+    raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")

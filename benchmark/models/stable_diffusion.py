@@ -25,7 +25,7 @@ members the concept attacks use, as on the project's text UNet.
 
 Parameter subsets: ``xattn`` = the UNet's cross-attention layers (names containing ``attn2``);
 ``noxattn`` = every other UNet weight but the time embedding and the output layer (the released ESD /
-EraseDiff selection; ``benchmark.models.text_unet.unet_parameters``). The VAE and the text encoder are never trained by a method; they
+EraseDiff selection; ``benchmark.models.guided_ddim.unet_parameters``). The VAE and the text encoder are never trained by a method; they
 enter the fingerprint. Weights are read from safetensors only; pickled weights are refused.
 
 ``tiny_stable_diffusion`` builds a random tiny model of the same structure offline (tests): its tokenizer
@@ -53,7 +53,13 @@ from torch import Tensor, nn
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.fingerprint import fingerprint_state, verify_sha256
-from benchmark.models.guided_ddim import PromptConditioned, ScheduledUNet, guided_ddim, starting_noise
+from benchmark.models.guided_ddim import (
+    PromptConditioned,
+    ScheduledUNet,
+    guided_ddim,
+    starting_noise,
+    unet_parameters,
+)
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("unet", "vae", "text_encoder")
@@ -375,8 +381,6 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
                                     DDPMScheduler.from_config(dict(self.scheduler.config))).to(self.device)
 
     def parameters(self, subset: ParamSubset = "all") -> list[nn.Parameter]:
-        from benchmark.models.text_unet import unet_parameters
-
         return unet_parameters(self.unet, subset)
 
     # text ---------------------------------------------------------------------------------------------

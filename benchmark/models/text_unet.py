@@ -28,7 +28,13 @@ from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.class_unet import default_scheduler_config
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import PromptConditioned, ScheduledUNet, guided_ddim, starting_noise
+from benchmark.models.guided_ddim import (
+    PromptConditioned,
+    ScheduledUNet,
+    guided_ddim,
+    starting_noise,
+    unet_parameters,
+)
 
 
 def tiny_text_unet_config(block_out_channels: Sequence[int] = (32, 64, 64), cross_attention_dim: int = 64,
@@ -180,21 +186,3 @@ class TextConditionalUNet(PromptConditioned, ScheduledUNet, DiffusionModel):
                 progress(len(x))
         self.unet.train(was_training)
         return torch.cat(out) if out else torch.empty((0, *shape))
-
-
-NOXATTN_EXCLUDED_PREFIXES = ("time_embedding", "time_proj", "conv_out", "conv_norm_out")
-
-
-def unet_parameters(unet: nn.Module, subset: str = "all") -> list[nn.Parameter]:
-    """A cross-attention UNet's parameters: all, the cross-attention layers (``attn2``), or ``noxattn`` —
-    the released ESD / EraseDiff selection: every weight except cross-attention, the time embedding and
-    the output layer (CompVis ``time_embed`` / ``out.``; diffusers ``time_embedding`` / ``conv_norm_out``,
-    ``conv_out``)."""
-    named = list(unet.named_parameters())
-    if subset == "all":
-        return [p for _, p in named]
-    if subset == "xattn":
-        return [p for n, p in named if "attn2" in n]
-    if subset == "noxattn":
-        return [p for n, p in named if "attn2" not in n and not n.startswith(NOXATTN_EXCLUDED_PREFIXES)]
-    raise ValueError(f"unknown parameter subset {subset!r}; use all, xattn or noxattn")

@@ -60,3 +60,13 @@ def test_non_finite_samples_are_never_scored(tiny_model, tmp_path):
         sample_classes(broken, spec, cache_dir=tmp_path, show_progress=False)
     assert not list(tmp_path.rglob("*.pt"))
     assert torch.isfinite(sample_classes(tiny_model, spec, cache_dir=tmp_path, show_progress=False).x).all()
+
+
+def test_parameter_subsets_follow_the_api_contract(tiny_model):
+    """No cross-attention: ``xattn`` is empty and ``noxattn`` leaves out the time embedding and output layer,
+    as on the text-to-image UNets (it once returned every weight)."""
+    named = dict(tiny_model.modules()["unet"].named_parameters())
+    ids = {id(p) for p in tiny_model.parameters("noxattn")}
+    rest = sorted({n.split(".")[0] for n, p in named.items() if id(p) not in ids})
+    assert tiny_model.parameters("xattn") == [] and len(tiny_model.parameters("all")) == len(named)
+    assert rest == ["conv_norm_out", "conv_out", "time_embedding"]
