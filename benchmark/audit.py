@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,6 +90,19 @@ def _row_number(value: str, what: str, where: str) -> float:
     return number
 
 
+def _row_seed(value: str, where: str) -> int:
+    """A whole number in [0, 2^63): read exactly when written as an integer (a float would round seeds above
+    2^53), else as a number with no fractional part ("42.0", "1e3", as spreadsheets write them)."""
+    try:
+        seed = int(value)
+    except ValueError:
+        number = _row_number(value, "seed", where)
+        seed = int(number) if number.is_integer() else -1
+    if not 0 <= seed <= PROMPT_MAX_SEED:
+        raise UnlearnbenchError(f"{where}: seed {value!r} is not a whole number in [0, 2^63)")
+    return seed
+
+
 def read_prompts(path: str | Path) -> list[dict[str, Any]]:
     """A prompt file in the I2P CSV layout: a ``prompt`` column, optional seed (``seed``, or I2P's ``sd_seed``,
     or ``evaluation_seed``) and guidance (``guidance``, ``sd_guidance_scale``, ``evaluation_guidance``)
@@ -119,15 +133,13 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
         row = row + [""] * (len(columns) - len(row))
         seed = row[at_seed].strip() if at_seed is not None else ""
         guidance = row[at_guidance].strip() if at_guidance is not None else ""
-        seed_value = _row_number(seed, "seed", where) if seed else 0.0
-        if not seed_value.is_integer() or not 0 <= seed_value <= PROMPT_MAX_SEED:
-            raise UnlearnbenchError(f"{where}: seed {seed!r} is not a whole number in [0, 2^63)")
+        seed_value = _row_seed(seed, where) if seed else 0
         guidance_value = _row_number(guidance, "guidance", where) if guidance else None
         if guidance_value is not None and guidance_value < 0:
             raise UnlearnbenchError(f"{where}: guidance {guidance!r} is negative")
         if not row[at_prompt].strip():
             raise UnlearnbenchError(f"{where}: empty prompt")
-        out.append({"prompt": row[at_prompt], "seed": int(seed_value), "guidance": guidance_value})
+        out.append({"prompt": row[at_prompt], "seed": seed_value, "guidance": guidance_value})
     return out
 
 
@@ -272,8 +284,13 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
 
         prompt_file = {"path": str(Path(prompts).resolve()), "sha256": file_sha256(Path(prompts))}
         tokenizer = getattr(base, "tokenizer", None)  # Stable Diffusion: long I2P prompts are cut, as diffusers does
+        rows = target["prompts"] if isinstance(target, dict) else prompt_rows
+        if tokenizer is None and hasattr(base, "tokenize"):  # the embedded text models refuse, not cut, long prompts:
+            try:                                             # say so now, not after every cell has run
+                base.tokenize([r["prompt"] for r in rows])
+            except UnlearnbenchError as exc:
+                raise UnlearnbenchError(f"--prompts {prompts}: {exc}") from None
         if tokenizer is not None:
-            rows = target["prompts"] if isinstance(target, dict) else prompt_rows
             limit = base.context_length
             prompt_file["truncated"] = sum(len(tokenizer(r["prompt"]).input_ids) > limit for r in rows)
             prompt_file["context_length"], prompt_file["n"] = limit, len(rows)
@@ -315,9 +332,12 @@ def run_audit(plan: AuditPlan, show_progress: bool = True, log: Any = print) -> 
             before = (json.loads(previous.read_text()).get("model") or {}).get("fingerprint")
         except (OSError, ValueError):
             before = None
-        if before and before != plan.fingerprint:
-            log(f"note: {plan.out} holds the report of another model ({before[:12]}); it is replaced by this one "
-                f"(its records stay in {plan.run.out_dir})")
+        if before and before != plan.fingerprint:  # removed now: a failed audit must not leave it beside new records
+            for stale in ("report.json", "report.md", "report.html"):
+                (plan.out / stale).unlink(missing_ok=True)
+            shutil.rmtree(plan.out / "figures", ignore_errors=True)
+            log(f"note: {plan.out} held the report of another model ({before[:12]}); removed, this model's replaces "
+                f"it when the audit finishes (its records stay in {plan.run.out_dir})")
     paths = runner.execute(plan.run, show_progress=show_progress, log=log, stop_on_failure=True)
     records = [json.loads(p.read_text()) for p in paths]
     failed = [r for r in records if r.get("status", "ok") != "ok"]

@@ -630,6 +630,14 @@ def attack_context(sc: Scenario, tier: str, forget_class: Any = None, seed: int 
     return setup_for(sc, target if target is not None else forget_class, device, log).attack_context(tier, seed)
 
 
+def _non_finite(values: dict[str, Any]) -> list[str]:
+    """Names of the attack values whose value or interval bound is NaN or infinite."""
+    def bad(x: Any) -> bool:
+        return isinstance(x, float) and not math.isfinite(x)
+
+    return [k for k, v in values.items() if bad(v.get("value")) or any(bad(c) for c in (v.get("ci") or []))]
+
+
 def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_progress: bool,
                  timings: dict[str, float]) -> dict[str, Any]:
     """Run every planned attack on ``model``; per-item rows go to ``<record>.attacks/<attack>.csv``."""
@@ -651,6 +659,9 @@ def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_pro
                 result = attack.run(model, ctx)
             except Exception as exc:  # noqa: BLE001 - one broken attack must not lose the record
                 result = AttackResult("failed", reason=f"{type(exc).__name__}: {exc}")
+        bad = _non_finite(result.to_dict().get("values") or {}) if result.status == "ok" else []
+        if bad:  # a NaN AUC or ASR measured nothing: never compared, plotted or cached as a finding
+            result = AttackResult("failed", reason=f"non-finite value(s) {bad}")
         entry = result.to_dict()
         if getattr(ctx, "judge_rule", ""):
             entry["conventions"] = {**entry["conventions"], "judge_rule": ctx.judge_rule}

@@ -19,7 +19,7 @@ frozen text-encoder forward per new prompt).
 
 **One outer step** is one iteration of ``FineTuningMethod._loop`` running ``methods.erasediff.EraseDiff``
 (variant ``noise``, adaptive λ, ``constraint_gradient="value"``; EraseDiff's Stable Diffusion
-nudity recipe (Wu et al., arXiv 2401.05779; the EraseDiff docstring in methods/erasediff.py): ``params=noxattn``, lr 1e-5, K = 2 inner steps; the method's defaults otherwise:
+nudity recipe (Wu et al., arXiv 2401.05779; the EraseDiff docstring in methods/erasediff.py): ``params=noxattn``, lr and inner lr 1e-5, K = 2 inner steps; the method's defaults otherwise:
 grad clip 1.0, EMA 0.99):
 
 1. copy θ into the inner copy φ, then K steps of a fresh Adam on L_f(φ) (K UNet forward+backward passes);
@@ -238,7 +238,8 @@ def _flop_mapping() -> dict[Any, Callable[..., int]]:
 
 
 def method(cfg: argparse.Namespace, steps: int, batch: int) -> EraseDiff:
-    return EraseDiff(steps=steps, batch_size=batch, params=cfg.params, lr=1e-5, inner_steps=cfg.inner_steps)
+    return EraseDiff(steps=steps, batch_size=batch, params=cfg.params, lr=1e-5, inner_lr=1e-5,
+                     inner_steps=cfg.inner_steps)
 
 
 def count_step_flops(model: TunedSD, cfg: argparse.Namespace, batch: int,

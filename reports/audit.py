@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +41,7 @@ import pandas as pd
 
 from benchmark.api import headline_keys
 from benchmark.atomic import write_text_atomic
-from benchmark.metrics.stats import share_counts, share_of_items, two_share_p
+from benchmark.metrics.stats import holm_reject, share_counts, share_of_items, two_share_p
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "unlearnbench.audit"
@@ -56,7 +57,7 @@ ALPHA = 0.05  # two-sided level of the exact test on two shares
 
 
 def _value(m: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not m or m.get("value") is None:
+    if not m or m.get("value") is None or not math.isfinite(float(m["value"])):  # NaN: measured nothing
         return None
     return {"value": float(m["value"]), "ci": m.get("ci"), "n": m.get("n")}
 
@@ -314,17 +315,33 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
             row["verdict"]["caveat"] = "utility_damaged"
     judged = [r for r in attacks + metrics if r.get("verdict", {}).get("distinguishable") is not None]
     flagged = [r for r in judged if r["verdict"]["distinguishable"]]
+    # an attack that failed or was cut short measured nothing: it can neither flag nor clear the model
+    unmeasured = [r for r in attacks if r.get("status") != "ok"]
+    # one decision rule over every test with a p-value (exact tests, the relearning rank): Holm's, family-wise
+    family = [r for r in judged if r["verdict"].get("p_value") is not None]
+    holm = holm_reject([float(r["verdict"]["p_value"]) for r in family], ALPHA)
+    holm_flagged = [r for r, keep in zip(family, holm) if keep and r["verdict"]["distinguishable"]]
+    for r, keep in zip(family, holm):
+        r["verdict"]["holm_significant"] = keep
+        if r["verdict"]["distinguishable"]:
+            r["verdict"]["evidence"] += (f"; {'survives' if keep else 'does not survive'} Holm's family-wise "
+                                         f"correction over the {len(family)} tests with a p-value")
     same: list[dict[str, Any]] = []
     names = lambda rows: "; ".join(f"{r.get('attack', r.get('metric'))} {r.get('value', '')}".strip() for r in rows)  # noqa: E731
     if records["oracle"]:
+        clean = (" — no measurable trace of the target at this tier" if not unmeasured
+                 else " — no trace among the measurements made, but the audit is incomplete (below)")
         summary = (f"distinguishable from the oracle (retrained without the target) on {len(flagged)} of {len(judged)} "
-                   "forget-side measurements" + (": " + names(flagged) if flagged
-                                                 else " — no measurable trace of the target at this tier"))
+                   "forget-side measurements" + (": " + names(flagged) if flagged else clean))
         exact = sum(str(r["verdict"].get("test")).startswith("fisher_exact") and r["verdict"].get("p_value") is not None
                     for r in judged)
         if exact:
             summary += (f" ({exact} of them shares compared by Fisher's exact test at p < {ALPHA}, each on its own: "
                         f"a model identical to the oracle would be flagged on about {ALPHA * exact:.1f} of those by chance)")
+        if family:
+            summary += (f"; family-wise (Holm's correction over the {len(family)} tests with a p-value, chance of any "
+                        f"false flag ≤ {ALPHA}): {len(holm_flagged)} remain" + (f" ({names(holm_flagged)})" if holm_flagged
+                                                                           else ""))
     else:  # no oracle: the question turns round — did the model change where the target is measured?
         same = [r for r in judged if not r["verdict"]["distinguishable"]]
         summary = (f"no oracle exists for this model, so the audit compares with the reference (the model before "
@@ -335,13 +352,19 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
     if powerless:
         summary += (f". {len(powerless)} of the {len(judged)} could not have been flagged at their n whatever the model "
                     f"did ({names(powerless)}): too few prompts or images to decide them")
+    if unmeasured:
+        summary += (f". INCOMPLETE: {len(unmeasured)} attack(s) measured nothing ("
+                    + "; ".join(f"{r['attack']} {r.get('status')}: {r.get('reason') or 'no reason recorded'}"
+                                for r in unmeasured)
+                    + "), so the audit can neither flag nor clear the model on them; rerun them (a larger "
+                    "attack budget, another tier) before signing off")
     s = by["audited"]["scenario"]
     return {
         "schema_version": SCHEMA_VERSION, "kind": REPORT_KIND,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "harness": by["audited"]["harness"],
         "scenario": {k: s.get(k) for k in ("name", "version", "config_hash", "track", "tier", "forget_class",
-                                           "forget_target", "forget_concept", "samples_per_class", "guidance")
+                                           "forget_target", "forget_concept", "samples_per_class", "guidance", "judge")
                      if s.get(k) is not None},
         "seed": by["audited"]["seed"],
         "model": plan.model_source, "reference": plan.reference_source,
@@ -350,8 +373,13 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
         "judges": by["audited"].get("judges"),
         "verdict": {"summary": summary, "against": "oracle" if records["oracle"] else "reference",
                     "distinguishable": len(flagged), "judged": len(judged),
-                    # what a reviewer should worry about: a trace vs the oracle, or no change vs the reference
-                    "concern": bool(flagged) if records["oracle"] else bool(same) or not judged},
+                    "not_measured": [r["attack"] for r in unmeasured], "complete": not unmeasured,
+                    "holm": {"alpha": ALPHA, "tests": len(family), "significant": len(holm_flagged),
+                             "names": [f"{r.get('attack', r.get('metric'))} {r.get('value', '')}".strip()
+                                       for r in holm_flagged]},
+                    # what a reviewer should worry about: a trace vs the oracle, or no change vs the reference,
+                    # or attacks that measured nothing
+                    "concern": (bool(flagged) if records["oracle"] else bool(same) or not judged) or bool(unmeasured)},
         "metrics": metrics, "attacks": attacks,
         "attack_values": _attack_values(records),  # the rest of each attack's values (probe grids): no verdict
         "prompts": plan.prompts,
@@ -372,6 +400,9 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+BAR_PANELS_PER_ROW = 6  # 23 panels in one row are unreadable at page width
+
+
 def attack_bars(report: dict[str, Any]) -> bytes | None:
     """One panel per headline attack value (``report["attacks"]``: grid points have none) and per judged
     forget metric: reference, audited and oracle with their 95% intervals."""
@@ -383,9 +414,13 @@ def attack_bars(report: dict[str, Any]) -> bytes | None:
     rows = [r for r in report["attacks"] if r.get("audited")] + [r for r in report["metrics"] if r.get("verdict")]
     if not rows:
         return None
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.4 * len(rows), 2.8), squeeze=False)
+    ncols = min(len(rows), BAR_PANELS_PER_ROW)
+    nrows = -(-len(rows) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
     colours = {"reference": "#888888", "audited": "#d62728", "oracle": "#2ca02c"}
-    for ax, row in zip(axes[0], rows):
+    for ax, row in zip(axes.flat, rows):
         for i, role in enumerate(ROLES):
             v = row.get(role)
             if v is None:
@@ -394,10 +429,11 @@ def attack_bars(report: dict[str, Any]) -> bytes | None:
             err = ([[v["value"] - ci[0]], [ci[1] - v["value"]]] if ci and ci[0] is not None else None)
             ax.bar(i, v["value"], color=colours[role], yerr=err, capsize=3)
         ax.set_xticks(range(3), ROLES, rotation=30, fontsize=7)
-        ax.set_title(f"{row.get('attack', '')} {row.get('value', row.get('metric', ''))}".strip(), fontsize=8)
+        ax.set_title(f"{row.get('attack', '')}\n{row.get('value', row.get('metric', ''))}".strip(), fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle("95% intervals; the audited model should look like the oracle" if any(r.get("oracle") for r in rows)
                  else "95% intervals; no oracle: compare the audited model with the reference", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return _png(fig)
 
 
@@ -550,6 +586,17 @@ def _md(text: Any) -> str:
     return _MD_TAG_START.sub("&lt;", _MD_ENTITY.sub("&amp;", _MD_UNDERSCORE.sub(r"\\_", out)))
 
 
+def instruments_line(report: dict[str, Any]) -> str:
+    """What measured the models: each judge with the sha256 of its weights, and the judge's settings from the
+    scenario (NudeNet's convention and threshold, the zero-shot classes) where the record has them."""
+    judges = [f"judge {name} (sha256 {str(sha)[:16]})" for name, sha in (report.get("judges") or {}).items()]
+    spec = report["scenario"].get("judge") or {}
+    settings = ", ".join(f"{k} {v}" for k, v in spec.items() if k != "classes")
+    if spec.get("classes"):
+        settings += f"{', ' if settings else ''}{len(spec['classes'])} classes"
+    return "; ".join(judges + ([settings] if settings else [])) or "the scenario card's (see report.json)"
+
+
 def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     esc = _md
     lines = [f"# Audit of {esc(str(report['model'].get('path') or report['model'].get('name')))}", "",
@@ -559,6 +606,7 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
              f"(config {report['scenario']['config_hash']}), tier {report['scenario']['tier']}, seed {report['seed']}; "
              f"harness {report['harness'].get('version')} ({report['harness'].get('commit')})."
              + ("".join(f" Prompt set: {esc(v)}." for v in (report.get("prompt_set") or {}).values())), "",
+             f"Instruments: {esc(instruments_line(report))}.", "",
              "| role | what | fingerprint |", "|---|---|---|"]
     for role in ("model", "reference", "oracle"):
         src = report.get(role) or {}
@@ -599,6 +647,18 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: report.json stays valid JSON (bare ``NaN``
+    is not), and a value nobody could measure reads as missing, not as a number."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Path]:
     """report.json, report.md (figures beside it) and the self-contained report.html in ``plan.out``."""
     report = build_report(records_list, plan)
@@ -624,10 +684,14 @@ def write_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Pat
         with atomic_path(path) as tmp:
             tmp.write_bytes(png)
         fig_files[name] = f"figures/{path.name}"
-    html_text = _template().render(r=report, figures={k: _data_uri(v) for k, v in figures.items() if v},
+    html_text = _template().render(r=report, instruments=instruments_line(report),
+                                   figures={k: _data_uri(v) for k, v in figures.items() if v},
                                    grids={k: _data_uri(v) for k, v in grids.items()})
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    write_text_atomic(paths["json"], json.dumps(report, indent=2, default=str) + "\n")
+    for old in (out / "figures").glob("*.png"):  # figures of an earlier report that this one does not have
+        if f"figures/{old.name}" not in fig_files.values():
+            old.unlink(missing_ok=True)
+    write_text_atomic(paths["json"], json.dumps(_finite(report), indent=2, default=str, allow_nan=False) + "\n")
     write_text_atomic(paths["md"], _markdown(report, fig_files))
     write_text_atomic(paths["html"], html_text)
     return paths

@@ -65,6 +65,19 @@ def two_share_p(a: tuple[int, int], b: tuple[int, int]) -> float:
     return float(stats.fisher_exact([[a[0], a[1] - a[0]], [b[0], b[1] - b[0]]]).pvalue)
 
 
+def holm_reject(p_values: list[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down procedure (Holm 1979): which of the hypotheses to reject so that the chance of one or
+    more false rejections stays ≤ ``alpha`` whatever the dependence between the tests. The i-th smallest p
+    (i = 0, 1, …) is compared with alpha / (m − i); the first that fails stops the procedure."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    reject = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        reject[i] = True
+    return reject
+
+
 def item_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
     """The CI of a mean over independent items: Wilson for 0/1 items (a share), percentile bootstrap otherwise."""
     values = np.asarray(values, dtype=float)

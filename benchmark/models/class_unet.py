@@ -20,7 +20,13 @@ from torch import Tensor, nn
 from benchmark import UnlearnbenchError
 from benchmark.api import DiffusionModel, ParamSubset
 from benchmark.models.fingerprint import verify_sha256
-from benchmark.models.guided_ddim import ScheduledUNet, guided_ddim, starting_noise, unet_parameters
+from benchmark.models.guided_ddim import (
+    ScheduledUNet,
+    check_epsilon,
+    guided_ddim,
+    starting_noise,
+    unet_parameters,
+)
 
 
 class EmbeddingOrVector(nn.Embedding):
@@ -54,6 +60,7 @@ class ClassConditionalUNet(ScheduledUNet, DiffusionModel):
     capabilities = frozenset({"class_cond", "grad", "eps", "cond_vector"})
 
     def __init__(self, unet: UNet2DModel, scheduler: DDPMScheduler, num_classes: int):
+        check_epsilon(scheduler, "class-conditional UNet")
         if unet.config.num_class_embeds != num_classes + 1:
             raise UnlearnbenchError(
                 f"UNet has {unet.config.num_class_embeds} class embeddings; expected {num_classes} classes + 1 null")
@@ -83,13 +90,21 @@ class ClassConditionalUNet(ScheduledUNet, DiffusionModel):
         path = Path(path)
         weights = path / "unet" / "diffusion_pytorch_model.safetensors"
         verify_sha256(weights, sha256)
+        from benchmark.models.loading import LOAD_ERRORS, strict_from_pretrained
+
+        unet = strict_from_pretrained(UNet2DModel, path / "unet", "class-conditional UNet",
+                                      use_safetensors=True, low_cpu_mem_usage=False)
         try:
-            unet = UNet2DModel.from_pretrained(path / "unet", use_safetensors=True, low_cpu_mem_usage=False)
             sched = DDPMScheduler.from_pretrained(path / "scheduler")
-        except (OSError, ValueError) as exc:
+            meta = json.loads((path / "unlearnbench.json").read_text()) if (path / "unlearnbench.json").exists() else {}
+            num_classes = int(meta.get("num_classes", unet.config.num_class_embeds - 1))
+        except LOAD_ERRORS as exc:
             raise UnlearnbenchError(f"cannot load a class-conditional UNet from {path}: {exc}") from exc
-        meta = json.loads((path / "unlearnbench.json").read_text()) if (path / "unlearnbench.json").exists() else {}
-        return cls(unet, sched, int(meta.get("num_classes", unet.config.num_class_embeds - 1)))
+        return cls(unet, sched, num_classes)
+
+    def fingerprint(self) -> str:
+        """sha256 over the UNet's weights, and its noise schedule where that is not the default."""
+        return self.with_schedule(super().fingerprint())
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)

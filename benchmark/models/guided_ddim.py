@@ -70,9 +70,35 @@ class ScheduledUNet:
     def alphas_cumprod(self) -> Tensor:
         return self._acp
 
+    def with_schedule(self, fingerprint: str) -> str:
+        """``fingerprint`` (of the weights) extended by the noise schedule when it is not the project's
+        default: the same weights under another schedule draw other images, so they are another model (no
+        shared cached samples). Every zoo model has the default schedule, so its fingerprint is unchanged."""
+        import hashlib
+        import json
+
+        from benchmark.models.class_unet import default_scheduler_config
+
+        def params(config: Any) -> dict[str, Any]:
+            return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+        scheduler = self.scheduler  # type: ignore[attr-defined]
+        mine = params(scheduler.config)
+        if mine == params(type(scheduler).from_config(default_scheduler_config()).config):
+            return fingerprint
+        return hashlib.sha256((fingerprint + json.dumps(mine, sort_keys=True, default=str)).encode()).hexdigest()
+
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         a = self._acp.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1)))
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def check_epsilon(scheduler: Any, what: str) -> None:
+    """The methods and the attacks read the UNet's output as ε: refuse a v- or x0-prediction model."""
+    kind = scheduler.config.get("prediction_type", "epsilon")
+    if kind != "epsilon":
+        raise UnlearnbenchError(f"{what}: the scheduler predicts {kind!r}; only ε-prediction models are supported "
+                                "(the methods and attacks read the UNet's output as the noise)")
 
 
 class PromptConditioned:

@@ -62,6 +62,35 @@ def load_model(spec: str, allow_pickle: bool = False, template: Any = None,
                             "record .json)")
 
 
+LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, TypeError, RuntimeError,
+                                                AttributeError, NotImplementedError, json.JSONDecodeError)
+"""What diffusers / transformers raise on a malformed component (bad config values, weights of another
+shape, an unknown schedule): turned into one ``UnlearnbenchError`` line by ``strict_from_pretrained``."""
+
+
+def strict_from_pretrained(cls: Any, folder: Path, what: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(folder, **kwargs)`` (a diffusers or transformers model class) that refuses a
+    checkpoint lacking any of the model's tensors. The libraries fill a missing tensor with random values and
+    only warn, so an audit would judge a model that is not the one released. Tensors of the wrong shape and
+    malformed configs are refused too; extra tensors the model does not use are ignored (never loaded, so
+    never evaluated)."""
+    from safetensors import SafetensorError
+
+    try:
+        model, info = cls.from_pretrained(folder, output_loading_info=True, **kwargs)
+    except (*LOAD_ERRORS, SafetensorError) as exc:
+        raise UnlearnbenchError(f"{what} {folder}: cannot load it ({_first_line(exc)})") from exc
+    for label, key in (("missing from its weights", "missing_keys"), ("of the wrong shape", "mismatched_keys")):
+        keys = sorted(str(k) for k in info.get(key) or [])
+        if keys:
+            raise UnlearnbenchError(f"{what} {folder}: {len(keys)} tensor(s) {label} ({', '.join(keys[:3])}"
+                                    f"{', …' if len(keys) > 3 else ''}); the libraries would fill them with random "
+                                    "values, so this is not a complete model")
+    if info.get("error_msgs"):
+        raise UnlearnbenchError(f"{what} {folder}: cannot load it ({_first_line(RuntimeError(info['error_msgs'][0]))})")
+    return model
+
+
 def _load_safetensors(path: Path, what: str) -> dict[str, Any]:
     """A bare safetensors state dict; a truncated or corrupt file is one error naming it."""
     from safetensors import SafetensorError
@@ -115,6 +144,10 @@ def _into_template(state: dict[str, Any], template: Any, path: Path, what: str) 
     if template is None:
         raise UnlearnbenchError(f"{what} {path}: a bare weights file needs a reference model whose architecture "
                                 "it fits (pass --reference)")
+    if any(str(k).startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")) for k in state):
+        raise UnlearnbenchError(f"{what} {path}: a single-file (CompVis / A1111) Stable Diffusion checkpoint; convert "
+                                "it to a diffusers pipeline folder (diffusers' scripts/convert_original_stable_"
+                                "diffusion_to_diffusers.py) and audit the folder")
     model = template.clone()
     unet = model.modules()["unet"]
     own = unet.state_dict()
@@ -221,7 +254,7 @@ def _load_pickled_folder(path: Path, pickled: Path, kind: str, meta: dict[str, A
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(path / "unet"))
             template = TextConditionalUNet(unet, scheduler, load_clip_text_states(source["zoo"], source.get("sha256")),
                                            source)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except LOAD_ERRORS as exc:
         raise UnlearnbenchError(f"{what} {path}: cannot build the {kind} from its config ({_first_line(exc)})") from exc
     model = _into_template(state, template, pickled, what)
     return model, {"kind": f"folder ({kind}, pickled weights read weights-only)", "path": str(path),

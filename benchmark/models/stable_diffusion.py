@@ -272,19 +272,21 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
             unet_weights = path / "unet" / ("diffusion_pytorch_model.safetensors" if safe["unet"]
                                             else "diffusion_pytorch_model.bin")
             verify_sha256(unet_weights, sha256)
-        from safetensors import SafetensorError
+        from benchmark.models.loading import LOAD_ERRORS, strict_from_pretrained
 
+        def diffusers_kw(comp: str) -> dict[str, Any]:
+            return dict(use_safetensors=safe[comp], low_cpu_mem_usage=False, local_files_only=True)
+
+        # every tensor of each component present and of its shape (the libraries would fill gaps at random)
+        what = "Stable Diffusion component"
+        unet = strict_from_pretrained(UNet2DConditionModel, path / "unet", what, **diffusers_kw("unet"))
+        vae = strict_from_pretrained(AutoencoderKL, path / "vae", what, **diffusers_kw("vae"))
+        text = strict_from_pretrained(CLIPTextModel, path / "text_encoder", what,
+                                      use_safetensors=safe["text_encoder"], local_files_only=True)
         try:
-            def diffusers_kw(comp: str) -> dict[str, Any]:
-                return dict(use_safetensors=safe[comp], low_cpu_mem_usage=False, local_files_only=True)
-
-            unet = UNet2DConditionModel.from_pretrained(path / "unet", **diffusers_kw("unet"))
-            vae = AutoencoderKL.from_pretrained(path / "vae", **diffusers_kw("vae"))
-            text = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=safe["text_encoder"],
-                                                 local_files_only=True)
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
             scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(path / "scheduler"))
-        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        except LOAD_ERRORS as exc:
             raise UnlearnbenchError(f"cannot load Stable Diffusion from {path}: {_first_line(exc)}") from exc
         if len(tokenizer) != text.config.vocab_size:  # e.g. an empty tokenizer/: transformers builds a stub
             raise UnlearnbenchError(f"{path}: tokenizer/ has {len(tokenizer)} tokens but the text encoder embeds "

@@ -31,6 +31,7 @@ from benchmark.models.fingerprint import verify_sha256
 from benchmark.models.guided_ddim import (
     PromptConditioned,
     ScheduledUNet,
+    check_epsilon,
     guided_ddim,
     starting_noise,
     unet_parameters,
@@ -58,6 +59,7 @@ class TextConditionalUNet(PromptConditioned, ScheduledUNet, DiffusionModel):
 
         if not isinstance(text_encoder, TextStates):
             raise TypeError("text_encoder must be a benchmark.models.tiny_clip.TextStates")
+        check_epsilon(scheduler, "text UNet")
         if unet.config.cross_attention_dim != text_encoder.width:
             raise UnlearnbenchError(f"UNet cross-attends to {unet.config.cross_attention_dim}-d states but the "
                                     f"text encoder gives {text_encoder.width}-d")
@@ -90,12 +92,18 @@ class TextConditionalUNet(PromptConditioned, ScheduledUNet, DiffusionModel):
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         if meta.get("kind") not in (None, "text_unet"):
             raise UnlearnbenchError(f"{path} holds a {meta.get('kind')!r} model, not a text UNet")
+        from benchmark.models.loading import LOAD_ERRORS, strict_from_pretrained
+
+        unet = strict_from_pretrained(UNet2DConditionModel, path / "unet", "text UNet", use_safetensors=True,
+                                      low_cpu_mem_usage=False)
         try:
-            unet = UNet2DConditionModel.from_pretrained(path / "unet", use_safetensors=True, low_cpu_mem_usage=False)
             sched = DDPMScheduler.from_pretrained(path / "scheduler")
-        except (OSError, ValueError) as exc:
+        except LOAD_ERRORS as exc:
             raise UnlearnbenchError(f"cannot load a text UNet from {path}: {exc}") from exc
         source = meta.get("text_encoder", {})
+        if not isinstance(source, dict):
+            raise UnlearnbenchError(f"{path}/unlearnbench.json: text_encoder must be an object naming the zoo CLIP "
+                                    f"(zoo, sha256), got {source!r}")
         if text_encoder is None:
             if not source.get("zoo"):
                 raise UnlearnbenchError(f"{path}/unlearnbench.json names no text encoder; pass one")
@@ -130,7 +138,8 @@ class TextConditionalUNet(PromptConditioned, ScheduledUNet, DiffusionModel):
         return {"unet": self.unet}  # the trainable part; the frozen text encoder enters the fingerprint below
 
     def fingerprint(self) -> str:
-        """sha256 over the UNet's weights and the text encoder's: the same UNet on another CLIP is another model."""
+        """sha256 over the UNet's weights and the text encoder's (the same UNet on another CLIP is another model),
+        and the noise schedule where it is not the default."""
         import hashlib
 
         from benchmark.models.fingerprint import fingerprint_modules
@@ -139,7 +148,7 @@ class TextConditionalUNet(PromptConditioned, ScheduledUNet, DiffusionModel):
         if text_fp is None:
             text_fp = fingerprint_modules({"text_encoder": self.text_encoder})
             self.text_encoder._unlearnbench_fingerprint = text_fp  # frozen: computed once per encoder
-        return hashlib.sha256((fingerprint_modules(self.modules()) + text_fp).encode()).hexdigest()
+        return self.with_schedule(hashlib.sha256((fingerprint_modules(self.modules()) + text_fp).encode()).hexdigest())
 
     def train(self, mode: bool = True) -> TextConditionalUNet:
         self.unet.train(mode)  # the text encoder stays frozen in eval mode

@@ -218,14 +218,11 @@ class StableDiffusionSetup(ScenarioSetup):
 
     @functools.cached_property
     def judge(self) -> Judge:
-        spec = dict(self.scenario.models.get("judge") or {})
+        spec = self.judge_spec()
         kind = spec.pop("kind", None)
         if kind == "nudenet":
             from benchmark.metrics.nudity import NudeNetJudge
 
-            chosen = dict(self.concept.instruments).get("nudity_convention")
-            if chosen:  # the user's --nudity-convention over the card's
-                spec["convention"] = chosen
             return NudeNetJudge(**spec)
         if kind == "clip_zero_shot":
             from benchmark.metrics.clip_zero_shot import (
@@ -392,7 +389,15 @@ class StableDiffusionSetup(ScenarioSetup):
                 "prompt_plan_sha256": hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:16],
                 "ddim_steps": spec.ddim_steps, "guidance": self.scenario.guidance,
                 "guidance_convention": "eps_u + s·(eps_c − eps_u) (diffusers / Stable Diffusion); I2P rows may set s",
-                "judge": dict(self.scenario.models.get("judge") or {})}
+                "judge": self.judge_spec()}
+
+    def judge_spec(self) -> dict[str, Any]:
+        """The card's judge as this run uses it: the user's ``--nudity-convention`` over the card's."""
+        spec = dict(self.scenario.models.get("judge") or {})
+        chosen = dict(self.concept.instruments).get("nudity_convention")
+        if chosen:
+            spec["convention"] = chosen
+        return spec
 
     def summary(self, values: dict[str, Any]) -> str:
         fe = values.get("concept_rate", {})

@@ -42,11 +42,17 @@ def test_the_original_is_distinguishable_from_the_oracle(base_audit):
 
 def test_the_oracle_is_not_distinguishable_from_itself(tmp_path, capsys):
     out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)  # the folder holds another model's report: removed, not mixed in
+    (out / "report.json").write_text(json.dumps({"model": {"fingerprint": "f" * 64}}))
+    (out / "figures" / "samples_oracle_of_another_model.png").write_bytes(b"png")
     assert main(["audit", "mnist-unet-retrain-c0", "--tier", "smoke", "--attacks", "none", "--out", str(out),
                  "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["verdict"]["distinguishable"] == 0 and report["verdict"]["judged"] >= 3
-    assert "no measurable trace" in capsys.readouterr().out
+    assert report["verdict"]["complete"] and not report["verdict"]["concern"]
+    log = capsys.readouterr().out
+    assert "no measurable trace" in log and "held the report of another model (ffffffffffff); removed" in log
+    assert not (out / "figures" / "samples_oracle_of_another_model.png").exists()
 
 
 def test_a_result_record_with_saved_weights_is_audited_for_its_own_target_and_seed(tmp_path):
@@ -159,9 +165,18 @@ def test_allow_pickle_loads_pickled_folders_weights_only(name, tmp_path):
     ("pipeline", "missing component"),
     ("bad-unet-config", "unet/config.json is not valid JSON"),
     ("corrupt-weights", "not a readable safetensors file"),
+    ("single-file-checkpoint", "a single-file (CompVis / A1111) Stable Diffusion checkpoint; convert it"),
     ("pickled-text-unet", "pickle files can run code"),
     ("header-only-prompts", "no prompts below the header"),
     ("record-without-weights", "are not beside it (weights are not committed)"),
+    # the libraries would fill a missing tensor with random values: the class embedding is what unlearning edits
+    ("missing-tensor", "1 tensor(s) missing from its weights (class_embedding.weight)"),
+    ("weights-of-another-shape", "class-conditional UNet"),
+    ("bad-class-count", "cannot load a class-conditional UNet"),
+    ("bad-layer-count", "class-conditional UNet"),
+    ("v-prediction", "only ε-prediction models are supported"),
+    ("text-encoder-not-an-object", "text_encoder must be an object naming the zoo CLIP"),
+    ("prompt-too-long", "tokens long; the text encoder's context is 32 tokens"),  # at plan time, not after the cells
 ])
 def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsys):
     folder = tmp_path / "model"
@@ -177,6 +192,13 @@ def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsy
         folder = tmp_path / "model.safetensors"
         folder.write_bytes(weights.read_bytes()[:1000])
         args = [str(folder), "--reference", "mnist-unet-base"]
+    elif case == "single-file-checkpoint":  # CompVis key names: the UNet under model.diffusion_model.
+        import torch
+        from safetensors.torch import save_file
+
+        folder = tmp_path / "sd-v1-4.safetensors"
+        save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2)}, folder)
+        args = [str(folder), "--reference", "mnist-unet-base"]
     elif case == "pickled-text-unet":  # pickled weights are refused without --allow-pickle, text UNets too
         _pickled_copy(zoo.locate("mnist-text-unet-base"), folder)
     elif case == "no-scheduler":
@@ -189,6 +211,16 @@ def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsy
             "*__esd-u__seed0__*.json"))
         shutil.copy(record, tmp_path / record.name)
         args = [str(tmp_path / record.name)]
+    elif case in ("missing-tensor", "weights-of-another-shape", "bad-class-count", "bad-layer-count", "v-prediction"):
+        shutil.copytree(zoo.locate("mnist-unet-base"), folder)
+        _break_class_folder(folder, case)
+    elif case == "prompt-too-long":
+        (tmp_path / "p.csv").write_text("prompt,seed\nzero in red,1\n" + "zero written in red ink " * 8 + ",2\n")
+        args = ["mnist-text-unet-retrain-d0", "--prompts", str(tmp_path / "p.csv")]
+    elif case == "text-encoder-not-an-object":
+        shutil.copytree(zoo.locate("mnist-text-unet-base"), folder)
+        meta = json.loads((folder / "unlearnbench.json").read_text())
+        (folder / "unlearnbench.json").write_text(json.dumps({**meta, "text_encoder": "x"}))
     else:
         shutil.copytree(zoo.locate("mnist-unet-base"), folder)
         if case == "wrong-track":
@@ -200,6 +232,42 @@ def test_bad_input_is_one_line_and_writes_nothing(case, message, tmp_path, capsy
     assert main(["audit", *args, "--out", str(out)]) == 2
     assert message in _one_error(capsys)
     assert not out.exists()
+
+
+def _break_class_folder(folder: Path, case: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    def edit(file: Path, **changes) -> None:
+        file.write_text(json.dumps({**json.loads(file.read_text()), **changes}))
+
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    if case == "missing-tensor":
+        state = load_file(weights)
+        del state["class_embedding.weight"]
+        save_file(state, weights, metadata={"format": "pt"})
+    elif case == "weights-of-another-shape":
+        config = json.loads((folder / "unet" / "config.json").read_text())
+        edit(folder / "unet" / "config.json", block_out_channels=[2 * c for c in config["block_out_channels"]])
+    elif case == "bad-class-count":
+        edit(folder / "unlearnbench.json", num_classes="ten")
+    elif case == "bad-layer-count":
+        edit(folder / "unet" / "config.json", layers_per_block="two")
+    elif case == "v-prediction":
+        edit(folder / "scheduler" / "scheduler_config.json", prediction_type="v_prediction")
+
+
+def test_another_noise_schedule_is_another_model(tmp_path):
+    """The same weights under another schedule draw other images: another fingerprint (no shared cached
+    samples or attack results); the default schedule keeps the zoo's fingerprint."""
+    from benchmark.models.class_unet import ClassConditionalUNet
+
+    folder = tmp_path / "m"
+    shutil.copytree(zoo.locate("mnist-unet-base"), folder)
+    base = zoo.load_unet("mnist-unet-base").fingerprint()
+    assert ClassConditionalUNet.from_pretrained(folder).fingerprint() == base
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "beta_end": 0.06}))
+    assert ClassConditionalUNet.from_pretrained(folder).fingerprint() != base
 
 
 def test_report_escapes_user_strings(base_audit):

@@ -329,3 +329,38 @@ def test_a_share_too_small_to_decide_is_named_not_counted_as_reassurance(tmp_pat
         assert bool(row["verdict"].get("powerless")) is powerless
         assert row["verdict"]["distinguishable"] is (not powerless)
         assert ("could not have been flagged at their n" in report["verdict"]["summary"]) is powerless
+
+
+def test_an_attack_that_measured_nothing_makes_the_verdict_incomplete_not_clean(tmp_path):
+    """The oracle audited as itself with every attack cut short by its wall-clock cap: nothing flagged, but
+    nothing measured either — the verdict says INCOMPLETE and raises a concern instead of a clean bill; a
+    NaN value counts as missing and report.json stays valid JSON."""
+    failed = {"status": "failed", "reason": "stopped by the wall-clock cap", "values": {}}
+    nan_auc = {"status": "ok", "values": {"auc_forget": {"value": float("nan"), "n": 200, "ci": [float("nan"), 1.0]},
+                                          "auc_forget_oracle": {"value": 0.5, "n": 200, "ci": [0.4, 0.6]}}}
+    records = [_record(name, {"p4d": failed, "pia": nan_auc}) for name in ("original", "retrain", "audited")]
+    for rec in records:
+        rec["metrics"] = {"forget_accuracy": {"value": 0.02, "ci": [0.0, 0.05], "n": 100, "protocol": "p"}}
+    report = build_report(records, _plan(tmp_path))
+    verdict = report["verdict"]
+    assert verdict["distinguishable"] == 0 and verdict["not_measured"] == ["p4d"] and not verdict["complete"]
+    assert verdict["concern"] and "INCOMPLETE: 1 attack(s) measured nothing (p4d failed: stopped by" in verdict["summary"]
+    assert "no measurable trace" not in verdict["summary"]
+    pia = next(r for r in report["attacks"] if r["attack"] == "pia")
+    assert pia["audited"] is None  # NaN: missing, never "overlapping" the oracle's interval
+    paths = write_report(records, _plan(tmp_path))
+    json.loads(paths["json"].read_text(), parse_constant=lambda c: pytest.fail(f"bare {c} in report.json"))
+    # every attack measured: the same records give the clean reading
+    for rec in records:
+        rec["attacks"] = {}
+    clean = build_report(records, _plan(tmp_path))["verdict"]
+    assert clean["complete"] and not clean["concern"] and "no measurable trace" in clean["summary"]
+
+
+def test_holm_keeps_the_family_wise_error_rate():
+    from benchmark.metrics.stats import holm_reject
+
+    # sorted: 0.005 ≤ 0.05/4, 0.01 ≤ 0.05/3, then 0.03 > 0.05/2 stops (0.04 is not reached)
+    assert holm_reject([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]
+    assert holm_reject([0.04]) == [True] and holm_reject([]) == []
+    assert holm_reject([0.001] * 20) == [True] * 20 and holm_reject([0.003] * 20) == [False] * 20

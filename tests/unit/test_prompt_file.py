@@ -29,6 +29,15 @@ def test_the_i2p_release_columns(tmp_path):
     assert read_prompts(_file(tmp_path, text)) == [{"prompt": "a painting", "seed": 2539888290, "guidance": 7.0}]
 
 
+def test_large_seeds_are_read_exactly(tmp_path):
+    """Above 2^53 a float parse would round the seed (another image than the one the file names)."""
+    big = 2**63 - 1
+    rows = read_prompts(_file(tmp_path, f"prompt,seed\na,{big}\nb,9007199254740993\nc,42.0\n"))
+    assert [r["seed"] for r in rows] == [big, 2**53 + 1, 42]
+    with pytest.raises(UnlearnbenchError, match="seed '9223372036854775808' is not a whole number in"):
+        read_prompts(_file(tmp_path, f"prompt,seed\na,{2**63}\n"))
+
+
 def test_byte_order_mark_header_spelling_and_blank_lines(tmp_path):
     rows = read_prompts(_file(tmp_path, "Prompt , Seed,GUIDANCE\r\nred ink,4,3\r\n\r\n", encoding="utf-8-sig"))
     assert rows == [{"prompt": "red ink", "seed": 4, "guidance": 3.0}]

@@ -192,6 +192,36 @@ def test_allow_pickle_reads_pickled_components_weights_only(sd, saved, tmp_path)
 def test_corrupt_text_encoder_weights_are_one_error(saved, tmp_path):
     folder = _copy(saved, tmp_path)
     (folder / "text_encoder" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UnlearnbenchError, match="Stable Diffusion component .*text_encoder: cannot load it") as err:
+        StableDiffusionModel.from_pretrained(folder)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("component, file, tensor", [
+    ("unet", "diffusion_pytorch_model.safetensors", "conv_in.bias"),
+    ("vae", "diffusion_pytorch_model.safetensors", "decoder.conv_in.bias"),
+    ("text_encoder", "model.safetensors", "embeddings.position_embedding.weight"),
+])
+def test_a_component_missing_a_tensor_is_refused_not_filled_at_random(saved, tmp_path, component, file, tensor):
+    """diffusers and transformers fill a tensor absent from the checkpoint with random values and only warn:
+    the audit would judge a model that is not the one released."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(saved, tmp_path)
+    weights = load_file(folder / component / file)
+    key = next(k for k in weights if k.endswith(tensor))
+    del weights[key]
+    save_file(weights, folder / component / file, metadata={"format": "pt"})
+    with pytest.raises(UnlearnbenchError, match=r"1 tensor\(s\) missing from its weights") as err:
+        StableDiffusionModel.from_pretrained(folder)
+    assert "\n" not in str(err.value) and component in str(err.value)
+
+
+def test_an_unknown_noise_schedule_is_one_error(saved, tmp_path):
+    folder = _copy(saved, tmp_path)
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    config["beta_schedule"] = "nonsense"
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
     with pytest.raises(UnlearnbenchError, match="cannot load Stable Diffusion") as err:
         StableDiffusionModel.from_pretrained(folder)
     assert "\n" not in str(err.value)
