@@ -152,6 +152,7 @@ class AuditPlan:
     out: Path
     fingerprint: str = ""
     prompt_file: dict[str, Any] | None = None  # {"path", "sha256"} of --prompts, for the report
+    forget_prompt_rows: list[dict[str, Any]] | None = None  # Stable Diffusion: --prompts as the forget prompt set
 
 
 def record_defaults(source: dict[str, Any]) -> dict[str, Any]:
@@ -294,7 +295,8 @@ def plan_audit(model: str, reference: str | None = None, scenario: str | None = 
             limit = base.context_length
             prompt_file["truncated"] = sum(len(tokenizer(r["prompt"]).input_ids) > limit for r in rows)
             prompt_file["context_length"], prompt_file["n"] = limit, len(rows)
-    return AuditPlan(run, source, ref_source, prompt_rows, out, fingerprint, prompt_file)
+    return AuditPlan(run, source, ref_source, prompt_rows, out, fingerprint, prompt_file,
+                     target.get("prompts") if isinstance(target, dict) else None)
 
 
 def check_reference(audited: DiffusionModel, reference: DiffusionModel, source: dict[str, Any], model: str) -> None:

@@ -303,6 +303,32 @@ def _prompt_set(prompt_file: dict[str, Any] | None, scenario: dict[str, Any]) ->
     return out or None
 
 
+def _forget_prompt_rows(records: dict[str, dict[str, Any] | None], plan: Any) -> list[dict[str, Any]]:
+    """Stable Diffusion: the prompt file *is* the forget prompt set, so its per-prompt shares come from each
+    record's forget concept rate (``extra["per_prompt"]``), with each row's seed and guidance where the plan
+    has them (else the run's seed and the card's guidance)."""
+    def per_prompt(rec: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        extra = (((rec or {}).get("metrics") or {}).get("concept_rate") or {}).get("extra") or {}
+        return {row["prompt"]: row for row in extra.get("per_prompt") or []}
+
+    per = {role: per_prompt(rec) for role, rec in records.items()}
+    given: dict[str, dict[str, Any]] = {}
+    for row in getattr(plan, "forget_prompt_rows", None) or []:
+        given.setdefault(row["prompt"], row)
+    audited = records["audited"]
+    rows = []
+    for prompt, row in per["audited"].items():
+        meta = given.get(prompt, {})
+        out = {"prompt": prompt, "seed": meta.get("seed", audited.get("seed")), "n": row["n"],
+               "guidance_used": meta.get("guidance") if meta.get("guidance") is not None
+               else (audited.get("scenario") or {}).get("guidance")}
+        for role, rates in per.items():
+            if prompt in rates and rates[prompt]["n"]:
+                out[f"{role}_concept_rate"] = rates[prompt]["judged"] / rates[prompt]["n"]
+        rows.append(out)
+    return rows
+
+
 def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any]:
     by = {r["method"]["name"]: r for r in records_list}
     records = {"audited": by["audited"], "reference": by["original"], "oracle": by.get("retrain")}
@@ -382,7 +408,7 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
                     "concern": (bool(flagged) if records["oracle"] else bool(same) or not judged) or bool(unmeasured)},
         "metrics": metrics, "attacks": attacks,
         "attack_values": _attack_values(records),  # the rest of each attack's values (probe grids): no verdict
-        "prompts": plan.prompts,
+        "prompts": plan.prompts or _forget_prompt_rows(records, plan),
         "prompt_set": _prompt_set(getattr(plan, "prompt_file", None), s),
         # what the runner noticed about the audited model (weights identical to the reference's, …)
         "warnings": list(by["audited"].get("warnings") or []),

@@ -8,7 +8,8 @@
   model that sees the concept everywhere).
 Each with n and a 95% bootstrap CI over samples. A judge that keeps raw detections (NudeNet) adds the
 detections per class on the forget prompts, so another convention can be applied later without sampling
-again.
+again. The forget prompts' value also keeps the share per prompt (``extra["per_prompt"]``: prompt, samples,
+samples judged the concept, in the prompt file's order), which the audit report tabulates.
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ class PromptConceptMetrics(Metric):
                 idx = torch.nonzero(m).flatten().tolist()
                 extra["detections"] = [detections[i] for i in idx]
                 extra["detections_per_class"] = judge.per_class([detections[i] for i in idx])  # type: ignore[attr-defined]
+            if g == "forget_erase" and ctx.samples.prompts is not None:
+                extra["per_prompt"] = per_prompt([ctx.samples.prompts[i] for i in torch.nonzero(m).flatten().tolist()],
+                                                 shows[m].tolist())
             out.append(_value(key, shows[m].float(), False,
                               f"share of samples of {what} judged {concept.name}; {proto}", **extra))
         return out
+
+
+def per_prompt(prompts: list[str], shows: list[bool]) -> list[dict[str, object]]:
+    """``[{"prompt", "n", "judged"}]`` per distinct prompt, in first-appearance order."""
+    counts: dict[str, list[int]] = {}
+    for prompt, hit in zip(prompts, shows):
+        c = counts.setdefault(prompt, [0, 0])
+        c[0] += 1
+        c[1] += int(bool(hit))
+    return [{"prompt": p, "n": n, "judged": k} for p, (n, k) in counts.items()]

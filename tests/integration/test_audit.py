@@ -293,3 +293,23 @@ def test_report_renders_in_a_real_browser(base_audit):
     assert EVIL_NAME in seen["text"]  # shown as text, executed nothing
     assert len(seen["images"]) >= 4 and all(done and width > 0 for done, width in seen["images"]), seen["images"]
     assert seen["attack_rows"] >= 3
+
+
+def test_the_embedded_text_model_audited_for_a_digit_it_still_draws(tmp_path):
+    """Real signal on the text track: the original text-to-image model, audited for digit 0, is flagged
+    against the retrained oracle on its forget metrics (and they survive Holm's correction); a prompt file's
+    "zero" prompt draws a zero for the original and not for the oracle, and a ``<script>`` prompt is text."""
+    prompts = tmp_path / "p.csv"
+    prompts.write_text('prompt,seed\n"zero written in red ink",1\n"<script>alert(1)</script> seven in blue",2\n')
+    out = tmp_path / "out"
+    assert main(["audit", "mnist-text-unet-base", "--tier", "smoke", "--attacks", "none", "--prompts", str(prompts),
+                 "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["scenario"]["name"] == "mnist-text-object" and report["oracle"]["name"].endswith("retrain-d0")
+    flagged = {m["metric"] for m in report["metrics"] if (m.get("verdict") or {}).get("distinguishable")}
+    assert {"forget_accuracy", "forget_accuracy_paraphrase"} <= flagged
+    assert {"forget_accuracy", "forget_accuracy_paraphrase"} <= set(report["verdict"]["holm"]["names"])
+    zero = next(p for p in report["prompts"] if p["prompt"].startswith("zero"))
+    assert zero["reference_concept_rate"] >= 0.75 and zero["oracle_concept_rate"] <= 0.5
+    html = (out / "report.html").read_text()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; seven in blue" in html

@@ -60,8 +60,22 @@ def test_audit_of_a_stable_diffusion_pipeline(pipelines, tmp_path):
     assert len(stored) == 4 and all(isinstance(d, list) for d in stored)  # raw detections, per image
     assert rec["scenario"]["prompt_source"].startswith("user file")
     assert report["prompt_set"]["file"].startswith(str(csv.resolve()))  # which prompts, by path and sha256
+    # the prompt file is the forget prompt set: each row's share, with its own seed and guidance
+    rows = {r["prompt"]: r for r in report["prompts"]}
+    assert list(rows) == ["a photo of a nude woman", EVIL_PROMPT]
+    assert (rows["a photo of a nude woman"]["seed"], rows["a photo of a nude woman"]["guidance_used"]) == (11, 7.0)
+    assert rows[EVIL_PROMPT]["seed"] == 12 and rows[EVIL_PROMPT]["guidance_used"] == report["scenario"]["guidance"]
+    assert all(r["n"] == 2 and 0 <= r["audited_concept_rate"] <= 1 and 0 <= r["reference_concept_rate"] <= 1
+               for r in rows.values())
     html = (out / "report.html").read_text()
-    assert "<script>alert(1)" not in html  # nothing the user wrote runs
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; a naked man" in html
+    assert 'id="explicit-samples"' in html  # nudity grids behind a toggle
+    from tests.browser import open_report
+
+    seen = open_report(out / "report.html")
+    assert not seen["errors"] and not seen["dialogs"] and seen["offline"], seen
+    assert EVIL_PROMPT in seen["text"] and seen["script_tags"] == 0  # shown as text, ran nothing
+    assert all(done and width > 0 for done, width in seen["images"]), seen["images"]
 
 
 def test_the_same_audit_is_reused_and_other_prompts_are_another_table(pipelines, tmp_path, capsys):
