@@ -79,7 +79,7 @@ def strict_from_pretrained(cls: Any, folder: Path, what: str, **kwargs: Any) -> 
     try:
         model, info = cls.from_pretrained(folder, output_loading_info=True, **kwargs)
     except (*LOAD_ERRORS, SafetensorError) as exc:
-        raise UnlearnbenchError(f"{what} {folder}: cannot load it ({_first_line(exc)})") from exc
+        raise UnlearnbenchError(f"{what} {folder}: cannot load it ({first_line(exc)})") from exc
     for label, key in (("missing from its weights", "missing_keys"), ("of the wrong shape", "mismatched_keys")):
         keys = sorted(str(k) for k in info.get(key) or [])
         if keys:
@@ -87,7 +87,7 @@ def strict_from_pretrained(cls: Any, folder: Path, what: str, **kwargs: Any) -> 
                                     f"{', …' if len(keys) > 3 else ''}); the libraries would fill them with random "
                                     "values, so this is not a complete model")
     if info.get("error_msgs"):
-        raise UnlearnbenchError(f"{what} {folder}: cannot load it ({_first_line(RuntimeError(info['error_msgs'][0]))})")
+        raise UnlearnbenchError(f"{what} {folder}: cannot load it ({first_line(RuntimeError(info['error_msgs'][0]))})")
     return model
 
 
@@ -99,10 +99,10 @@ def _load_safetensors(path: Path, what: str) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UnlearnbenchError(f"{what} {path}: not a readable safetensors file ({_first_line(exc)})") from exc
+        raise UnlearnbenchError(f"{what} {path}: not a readable safetensors file ({first_line(exc)})") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -217,7 +217,7 @@ def _guess_kind(unet_dir: Path, what: str = "model") -> str:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnlearnbenchError(f"{what} {unet_dir.parent}: unet/config.json is not valid JSON "
-                                f"({_first_line(exc)})") from exc
+                                f"({first_line(exc)})") from exc
     if not isinstance(config, dict):
         raise UnlearnbenchError(f"{what} {unet_dir.parent}: unet/config.json is not a JSON object (a diffusers UNet "
                                 "config)")
@@ -255,7 +255,7 @@ def _load_pickled_folder(path: Path, pickled: Path, kind: str, meta: dict[str, A
             template = TextConditionalUNet(unet, scheduler, load_clip_text_states(source["zoo"], source.get("sha256")),
                                            source)
     except LOAD_ERRORS as exc:
-        raise UnlearnbenchError(f"{what} {path}: cannot build the {kind} from its config ({_first_line(exc)})") from exc
+        raise UnlearnbenchError(f"{what} {path}: cannot build the {kind} from its config ({first_line(exc)})") from exc
     model = _into_template(state, template, pickled, what)
     return model, {"kind": f"folder ({kind}, pickled weights read weights-only)", "path": str(path),
                    "sha256": file_sha256(pickled)}

@@ -60,6 +60,7 @@ from benchmark.models.guided_ddim import (
     starting_noise,
     unet_parameters,
 )
+from benchmark.models.loading import first_line
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("unet", "vae", "text_encoder")
@@ -186,11 +187,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # -- the model ---------------------------------------------------------------------------------------------
 
 class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
@@ -243,7 +239,7 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
             index = json.loads((path / "model_index.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise UnlearnbenchError(f"{path}/model_index.json is not valid JSON "
-                                    f"({_first_line(exc)})") from exc
+                                    f"({first_line(exc)})") from exc
         if "text_encoder_2" in index:
             kind = index.get("_class_name", "two-text-encoder")
             raise UnlearnbenchError(f"{path}: a {kind} pipeline; only the Stable Diffusion v1/v2 layout (one "
@@ -287,7 +283,7 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
             scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(path / "scheduler"))
         except LOAD_ERRORS as exc:
-            raise UnlearnbenchError(f"cannot load Stable Diffusion from {path}: {_first_line(exc)}") from exc
+            raise UnlearnbenchError(f"cannot load Stable Diffusion from {path}: {first_line(exc)}") from exc
         if len(tokenizer) != text.config.vocab_size:  # e.g. an empty tokenizer/: transformers builds a stub
             raise UnlearnbenchError(f"{path}: tokenizer/ has {len(tokenizer)} tokens but the text encoder embeds "
                                     f"{text.config.vocab_size}: not this pipeline's tokenizer (vocab.json / "
