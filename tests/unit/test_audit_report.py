@@ -364,3 +364,24 @@ def test_holm_keeps_the_family_wise_error_rate():
     assert holm_reject([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]
     assert holm_reject([0.04]) == [True] and holm_reject([]) == []
     assert holm_reject([0.001] * 20) == [True] * 20 and holm_reject([0.003] * 20) == [False] * 20
+
+
+def test_the_committed_esd_u_records_give_the_readme_verdict(tmp_path):
+    """The README's audited example (ESD-u, text object card v3, seed 0) rebuilt from the committed records the
+    audit reuses: 11 of 23 flagged, 3 surviving Holm, and every audited value the leaderboard record's own."""
+    from pathlib import Path
+
+    folder = Path(__file__).parents[2] / "docs" / "records" / "mnist-text-object-v3-quick"
+    records = []
+    for method in ("original", "retrain", "esd-u"):
+        rec = json.loads(next(folder.glob(f"*__{method}__seed0__quick__*.json")).read_text())
+        if method == "esd-u":
+            esd = rec
+            rec = {**rec, "method": {**rec["method"], "name": "audited"}}
+        records.append(rec)
+    verdict = build_report(records, _plan(tmp_path))["verdict"]
+    assert (verdict["distinguishable"], verdict["judged"]) == (11, 23) and verdict["complete"]
+    assert verdict["holm"]["tests"] == 16 and sorted(verdict["holm"]["names"]) == [
+        "concept_asr paraphrase_asr4", "forget_accuracy", "forget_accuracy_paraphrase"]
+    for row in build_report(records, _plan(tmp_path))["attacks"]:
+        assert row["audited"]["value"] == esd["attacks"][row["attack"]]["values"][row["value"]]["value"]
