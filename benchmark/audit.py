@@ -329,15 +329,15 @@ def run_audit(plan: AuditPlan, show_progress: bool = True, log: Any = print) -> 
     from reports.audit import write_report
 
     previous = plan.out / "report.json"
-    if previous.is_file():  # a report of another model in the same folder: say it is replaced (records stay)
+    if previous.is_file():  # removed now: a failed audit must not leave an earlier report beside new records
         try:
             before = (json.loads(previous.read_text()).get("model") or {}).get("fingerprint")
         except (OSError, ValueError):
             before = None
-        if before and before != plan.fingerprint:  # removed now: a failed audit must not leave it beside new records
-            for stale in ("report.json", "report.md", "report.html"):
-                (plan.out / stale).unlink(missing_ok=True)
-            shutil.rmtree(plan.out / "figures", ignore_errors=True)
+        for stale in ("report.json", "report.md", "report.html"):
+            (plan.out / stale).unlink(missing_ok=True)
+        shutil.rmtree(plan.out / "figures", ignore_errors=True)
+        if before and before != plan.fingerprint:
             log(f"note: {plan.out} held the report of another model ({before[:12]}); removed, this model's replaces "
                 f"it when the audit finishes (its records stay in {plan.run.out_dir})")
     paths = runner.execute(plan.run, show_progress=show_progress, log=log, stop_on_failure=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -632,8 +633,8 @@ def attack_context(sc: Scenario, tier: str, forget_class: Any = None, seed: int 
 
 def _non_finite(values: dict[str, Any]) -> list[str]:
     """Names of the attack values whose value or interval bound is NaN or infinite."""
-    def bad(x: Any) -> bool:
-        return isinstance(x, float) and not math.isfinite(x)
+    def bad(x: Any) -> bool:  # numbers.Real: a numpy float32 NaN too
+        return isinstance(x, numbers.Real) and not isinstance(x, bool) and not math.isfinite(x)
 
     return [k for k, v in values.items() if bad(v.get("value")) or any(bad(c) for c in (v.get("ci") or []))]
 

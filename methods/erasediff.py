@@ -14,7 +14,8 @@ replaced, and it is *minimised*, so the forgotten class follows a wrong trajecto
   class per batch, from 1–9 whatever the forget class — a bug not reproduced) (text track: the forget
   caption with the concept's phrase replaced by another concept's, e.g. "zero in red" → "seven in red").
   Departure on Stable Diffusion: the released SD scripts replace the *whole* caption with one fixed prompt
-  ("a photo of a pokemon"); ours replaces only the concept's phrase, with the card's neutral prompt.
+  ("a photo of a pokemon"); ours replaces only the concept's phrase, with the card's first contrast word
+  ("a photo of a church" → "a photo of a house").
 
 Label dropout as released: the retain pass never drops the condition; the forget passes of ``remap``
 (prediction and remap target, independent draws) drop it with p = 0.1 (``label_dropout``), those of

@@ -307,24 +307,22 @@ def _forget_prompt_rows(records: dict[str, dict[str, Any] | None], plan: Any) ->
     """Stable Diffusion: the prompt file *is* the forget prompt set, so its per-prompt shares come from each
     record's forget concept rate (``extra["per_prompt"]``), with each row's seed and guidance where the plan
     has them (else the run's seed and the card's guidance)."""
-    def per_prompt(rec: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    def per_prompt(rec: dict[str, Any] | None) -> list[dict[str, Any]]:
         extra = (((rec or {}).get("metrics") or {}).get("concept_rate") or {}).get("extra") or {}
-        return {row["prompt"]: row for row in extra.get("per_prompt") or []}
+        return list(extra.get("per_prompt") or [])
 
     per = {role: per_prompt(rec) for role, rec in records.items()}
-    given: dict[str, dict[str, Any]] = {}
-    for row in getattr(plan, "forget_prompt_rows", None) or []:
-        given.setdefault(row["prompt"], row)
+    given = list(getattr(plan, "forget_prompt_rows", None) or [])  # the file's rows, in the same order
     audited = records["audited"]
     rows = []
-    for prompt, row in per["audited"].items():
-        meta = given.get(prompt, {})
-        out = {"prompt": prompt, "seed": meta.get("seed", audited.get("seed")), "n": row["n"],
+    for k, row in enumerate(per["audited"]):
+        meta = given[k] if k < len(given) and given[k]["prompt"] == row["prompt"] else {}
+        out = {"prompt": row["prompt"], "seed": meta.get("seed", audited.get("seed")), "n": row["n"],
                "guidance_used": meta.get("guidance") if meta.get("guidance") is not None
                else (audited.get("scenario") or {}).get("guidance")}
         for role, rates in per.items():
-            if prompt in rates and rates[prompt]["n"]:
-                out[f"{role}_concept_rate"] = rates[prompt]["judged"] / rates[prompt]["n"]
+            if k < len(rates) and rates[k]["prompt"] == row["prompt"] and rates[k]["n"]:
+                out[f"{role}_concept_rate"] = rates[k]["judged"] / rates[k]["n"]
         rows.append(out)
     return rows
 
@@ -382,8 +380,9 @@ def build_report(records_list: list[dict[str, Any]], plan: Any) -> dict[str, Any
         summary += (f". INCOMPLETE: {len(unmeasured)} attack(s) measured nothing ("
                     + "; ".join(f"{r['attack']} {r.get('status')}: {r.get('reason') or 'no reason recorded'}"
                                 for r in unmeasured)
-                    + "), so the audit can neither flag nor clear the model on them; rerun them (a larger "
-                    "attack budget, another tier) before signing off")
+                    + "), so the audit can neither flag nor clear the model on them"
+                    + ("; rerun the failed ones (a larger attack budget, another tier) before signing off"
+                       if any(r.get("status") == "failed" for r in unmeasured) else ""))
     s = by["audited"]["scenario"]
     return {
         "schema_version": SCHEMA_VERSION, "kind": REPORT_KIND,
@@ -662,8 +661,9 @@ def _markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
                      f"| {esc(v['evidence']) if v else ''} |")
     if report.get("prompts"):
         rows = report["prompts"]
-        lines += ["", "## Prompts", "", f"Each prompt of the supplied file sampled {rows[0].get('n', '?')} times with "
-                  "its seed; the share of samples the judge reads as the target.", "",
+        lines += ["", "## Prompts", "", f"Each prompt row (of the supplied file, else the scenario's forget templates) "
+                  f"sampled {rows[0].get('n', '?')} times with its seed and guidance; the share of samples the judge "
+                  "reads as the target.", "",
                   "| prompt | seed | guidance | reference | audited | oracle |", "|---|---|---|---|---|---|"]
         for p in rows:
             rates = [f"{p[k]:.2f}" if p.get(k) is not None else "–"

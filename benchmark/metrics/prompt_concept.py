@@ -50,14 +50,21 @@ class PromptConceptMetrics(Metric):
                 extra["detections_per_class"] = judge.per_class([detections[i] for i in idx])  # type: ignore[attr-defined]
             if g == "forget_erase" and ctx.samples.prompts is not None:
                 extra["per_prompt"] = per_prompt([ctx.samples.prompts[i] for i in torch.nonzero(m).flatten().tolist()],
-                                                 shows[m].tolist())
+                                                 shows[m].tolist(), ctx.extra.get("samples_per_prompt"))
             out.append(_value(key, shows[m].float(), False,
                               f"share of samples of {what} judged {concept.name}; {proto}", **extra))
         return out
 
 
-def per_prompt(prompts: list[str], shows: list[bool]) -> list[dict[str, object]]:
-    """``[{"prompt", "n", "judged"}]`` per distinct prompt, in first-appearance order."""
+def per_prompt(prompts: list[str], shows: list[bool], block: int | None = None) -> list[dict[str, object]]:
+    """``[{"prompt", "n", "judged"}]`` per prompt row, in the prompt file's order. The plan puts each row's
+    ``block`` samples together, so rows are consecutive blocks: a prompt repeated with another seed or
+    guidance is its own row. Without a block size (or when the samples do not divide into blocks), samples
+    are grouped by their prompt text."""
+    if block and len(prompts) % block == 0 and all(len(set(prompts[i:i + block])) == 1
+                                                     for i in range(0, len(prompts), block)):
+        return [{"prompt": prompts[i], "n": block, "judged": sum(bool(h) for h in shows[i:i + block])}
+                for i in range(0, len(prompts), block)]
     counts: dict[str, list[int]] = {}
     for prompt, hit in zip(prompts, shows):
         c = counts.setdefault(prompt, [0, 0])

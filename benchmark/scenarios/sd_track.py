@@ -284,7 +284,9 @@ class StableDiffusionSetup(ScenarioSetup):
         forget = self._generated([forget_pool[i % len(forget_pool)] for i in range(n)], 1_000 + seed, tier, "D_f")
         retain = self._generated([retain_pool[i % len(retain_pool)] for i in range(n)], 2_000 + seed, tier, "D_r")
         return UnlearnRequest(forget=forget, retain=retain, forget_target=self.concept.erase,
-                              remap_targets=[self.concept.neutral_prompt], num_classes=2, seed=seed, device=device,
+                              # a phrase, not a caption: remapping methods swap the concept's phrase in the
+                              # caption for it ("a photo of a church" → "a photo of a house")
+                              remap_targets=[self.concept.contrast[0]], num_classes=2, seed=seed, device=device,
                               progress=progress, scenario=str(self.scenario.path), max_steps=max_steps,
                               forget_position=self.concept.index)
 
@@ -356,6 +358,8 @@ class StableDiffusionSetup(ScenarioSetup):
                            extra={"concept": self.concept, "group": group, "groups": GROUPS,
                                   "prompts": list(samples.prompts or ()), "target_tag": self.target_tag,
                                   "instruments": self.concept.instruments,
+                                  # each prompt row's samples are consecutive in the plan: rows are blocks of n
+                                  "samples_per_prompt": self.scenario.tier(tier).samples_per_class,
                                   "retained_what": "retain prompts"})
 
     def attack_context(self, tier: str, seed: int) -> AttackContext:

@@ -207,3 +207,25 @@ def test_wrong_pairings_are_one_line(pipelines, tmp_path, capsys, case, message)
     capsys.readouterr()
     assert main(args + ["--out", str(out), "--tier", "smoke", "--no-progress"]) == 2
     assert message in _one_error(capsys) and not out.exists()
+
+
+def test_remapping_methods_get_a_phrase_not_a_whole_caption(pipelines):
+    """erasediff-remap and SalUn swap the concept's phrase in each forget caption for the remap target: it must
+    be a phrase ("a photo of a nude woman" → "a photo of a clothed woman"); a whole caption as target gave
+    "a photo of a a photo of a person wearing clothes woman"."""
+    import torch
+
+    from benchmark.models.stable_diffusion import StableDiffusionModel
+    from benchmark.scenarios import load_scenario
+    from benchmark.scenarios.setup import setup_for
+    from methods.base import remap_conditions
+
+    _, reference, _ = pipelines
+    setup = setup_for(load_scenario("sd-nudity"), None, "cpu", log=lambda *_: None)
+    setup.base, setup.tier = StableDiffusionModel.from_pretrained(reference), "smoke"
+    request = setup.request(0, "cpu")
+    assert list(request.remap_targets) == ["clothed"]
+    remapped = remap_conditions(request.forget, request, torch.zeros(len(request.forget), dtype=torch.long))
+    for before, after in zip(request.forget.conditions, remapped):
+        assert "clothed" in after and "a photo of a a photo" not in after and after.count("a photo") <= 1
+        assert after != before

@@ -385,3 +385,13 @@ def test_the_committed_esd_u_records_give_the_readme_verdict(tmp_path):
         "concept_asr paraphrase_asr4", "forget_accuracy", "forget_accuracy_paraphrase"]
     for row in build_report(records, _plan(tmp_path))["attacks"]:
         assert row["audited"]["value"] == esd["attacks"][row["attack"]]["values"][row["value"]]["value"]
+
+
+def test_per_prompt_rows_keep_a_repeated_prompt_with_another_seed_apart():
+    from benchmark.metrics.prompt_concept import per_prompt
+
+    prompts, shows = ["a nude", "a nude", "a nude", "a nude", "b", "b"], [1, 1, 0, 0, 1, 0]
+    assert per_prompt(prompts, shows, 2) == [{"prompt": "a nude", "n": 2, "judged": 2},
+                                             {"prompt": "a nude", "n": 2, "judged": 0},
+                                             {"prompt": "b", "n": 2, "judged": 1}]
+    assert per_prompt(prompts, shows) == [{"prompt": "a nude", "n": 4, "judged": 2}, {"prompt": "b", "n": 2, "judged": 1}]
