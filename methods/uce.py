@@ -20,7 +20,8 @@ concepts are, by default, the other values of the same axis ("one" … "nine", o
 as the released script preserves the other artists when it erases one (``preserve: none`` keeps only "",
 as it does for objects). Departure: the guide is "" for styles too, where the released artist recipe
 guides toward "art" (the embedded ink colours have no such generic style word). On Stable Diffusion
-cards ``remap_targets`` is the card's neutral prompt, so "axis" preserves "" and that prompt.
+cards ``remap_targets`` is the concept's first contrast word (another artist or object, "clothed"), so
+"axis" preserves "" and that word, as the released script preserves other artists.
 Positions are found from the end-of-text token (our tokenizer pads with id 0, Stable Diffusion's with
 the end token; the released code counts the attention mask, which is the same position).
 """
