@@ -660,10 +660,11 @@ def _run_attacks(run: RunPlan, ctx: Any, model: Any, record_path: Path, show_pro
                 result = attack.run(model, ctx)
             except Exception as exc:  # noqa: BLE001 - one broken attack must not lose the record
                 result = AttackResult("failed", reason=f"{type(exc).__name__}: {exc}")
-        bad = _non_finite(result.to_dict().get("values") or {}) if result.status == "ok" else []
+        entry = result.to_dict()
+        bad = _non_finite(entry.get("values") or {}) if result.status == "ok" else []
         if bad:  # a NaN AUC or ASR measured nothing: never compared, plotted or cached as a finding
             result = AttackResult("failed", reason=f"non-finite value(s) {bad}")
-        entry = result.to_dict()
+            entry = result.to_dict()
         if getattr(ctx, "judge_rule", ""):
             entry["conventions"] = {**entry["conventions"], "judge_rule": ctx.judge_rule}
         entry["config"] = cell.config_dict

@@ -10,6 +10,7 @@ the text UNet diffusers' ε_u + s·(ε_c − ε_u).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,22 +76,31 @@ class ScheduledUNet:
         default: the same weights under another schedule draw other images, so they are another model (no
         shared cached samples). Every zoo model has the default schedule, so its fingerprint is unchanged."""
         import hashlib
-        import json
-
-        from benchmark.models.class_unet import default_scheduler_config
-
-        def params(config: Any) -> dict[str, Any]:
-            return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
         scheduler = self.scheduler  # type: ignore[attr-defined]
-        mine = params(scheduler.config)
-        if mine == params(type(scheduler).from_config(default_scheduler_config()).config):
+        mine = schedule_state(scheduler.config)
+        if mine == _default_schedule_state(type(scheduler)):
             return fingerprint
-        return hashlib.sha256((fingerprint + json.dumps(mine, sort_keys=True, default=str)).encode()).hexdigest()
+        return hashlib.sha256((fingerprint + mine).encode()).hexdigest()
 
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         a = self._acp.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1)))
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def schedule_state(config: Any) -> str:
+    """A scheduler config as sorted JSON, without diffusers' bookkeeping keys (``_class_name``, versions):
+    what a fingerprint covers of the noise schedule."""
+    import json
+
+    return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True, default=str)
+
+
+@functools.cache
+def _default_schedule_state(scheduler_type: type) -> str:
+    from benchmark.models.class_unet import default_scheduler_config
+
+    return schedule_state(scheduler_type.from_config(default_scheduler_config()).config)
 
 
 def check_epsilon(scheduler: Any, what: str) -> None:

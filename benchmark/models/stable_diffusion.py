@@ -57,6 +57,7 @@ from benchmark.models.guided_ddim import (
     PromptConditioned,
     ScheduledUNet,
     guided_ddim,
+    schedule_state,
     starting_noise,
     unet_parameters,
 )
@@ -360,8 +361,7 @@ class StableDiffusionModel(PromptConditioned, ScheduledUNet, DiffusionModel):
                 "text_encoder": _frozen_fingerprint(self.text_encoder, self.text_encoder.state_fingerprint),
                 "vae": _frozen_fingerprint(self.vae, lambda: fingerprint_modules({"vae": self.vae})),
                 "tokenizer": _frozen_fingerprint(self.tokenizer, lambda: tokenizer_fingerprint(self.tokenizer)),
-                "scheduler": json.dumps({k: v for k, v in dict(self.scheduler.config).items() if not k.startswith("_")},
-                                        sort_keys=True, default=str)}
+                "scheduler": schedule_state(self.scheduler.config)}
 
     def train(self, mode: bool = True) -> StableDiffusionModel:
         self.unet.train(mode)  # the VAE and the text encoder stay frozen in eval mode
